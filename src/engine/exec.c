@@ -1,0 +1,216 @@
+/*
+ * Executor, see exec.h. The op_* functions of ops/op.h that hand out memory
+ * live here, since the executor owns the arena. Output slots are tensor
+ * structs in the arena; a kernel fills them through op_out() and friends and
+ * the executor then binds them to the node's output values.
+ */
+#include "engine/exec.h"
+
+#include <string.h>
+
+static tern_status *oom(void) { return tern_error(TERN_ERR_NO_MEMORY, "out of memory in arena"); }
+
+/* ---- memory for kernels ------------------------------------------------ */
+
+tern_status *op_scratch(op_ctx *c, size_t bytes, void **p)
+{
+    *p = arena_alloc(&c->frame->x->mem, bytes);
+    return *p ? NULL : oom();
+}
+
+tern_status *op_strdup(op_ctx *c, const char *s, char **out)
+{
+    *out = arena_strdup(&c->frame->x->mem, s ? s : "");
+    return *out ? NULL : oom();
+}
+
+bool op_out_used(const op_ctx *c, int i)
+{
+    const graph_node *n = c->frame->node;
+    return i >= 0 && i < n->n_out && n->out[i] >= 0;
+}
+
+/* The slot for output i: a fresh struct; unused outputs get a throwaway. */
+static tern_status *out_slot(op_ctx *c, int i, tern_tensor **t)
+{
+    if (i < 0) return op_error(c, "output index %d", i);
+    tern_tensor *s = arena_calloc(&c->frame->x->mem, sizeof *s);
+    if (!s) return oom();
+    if (i < c->frame->n_outs) c->frame->outs[i] = s;
+    *t = s;
+    return NULL;
+}
+
+static tern_status *alloc_dense(exec_state *x, tern_tensor *s, tern_dtype dt, int rank,
+                                const int64_t *dims)
+{
+    if (!dtype_valid((int)dt) || dt == TERN_COMPLEX64 || dt == TERN_COMPLEX128)
+        return tern_error(TERN_ERR_RUNTIME, "unsupported output dtype %d", (int)dt);
+    s->kind = TENSOR_DENSE;
+    s->dtype = dt;
+    TERN_TRY(tensor_set_shape(s, rank, dims));
+    size_t nb = tensor_nbytes(s);
+    s->data = dt == TERN_STRING ? arena_calloc(&x->mem, nb) : arena_alloc(&x->mem, nb);
+    return s->data ? NULL : oom();
+}
+
+tern_status *op_out(op_ctx *c, int i, tern_dtype dt, int rank, const int64_t *dims,
+                    tern_tensor **t)
+{
+    TERN_TRY(out_slot(c, i, t));
+    tern_status *st = alloc_dense(c->frame->x, *t, dt, rank, dims);
+    return st ? tern_error_wrap(st, "node '%s' (%s) output %d", c->node->name, c->node->op_type, i)
+              : NULL;
+}
+
+tern_status *op_new_tensor(op_ctx *c, tern_dtype dt, int rank, const int64_t *dims,
+                           tern_tensor **t)
+{
+    *t = arena_calloc(&c->frame->x->mem, sizeof **t);
+    if (!*t) return oom();
+    return alloc_dense(c->frame->x, *t, dt, rank, dims);
+}
+
+tern_status *op_out_alias(op_ctx *c, int i, const tern_tensor *src, int rank,
+                          const int64_t *dims)
+{
+    tern_tensor *t = NULL;
+    TERN_TRY(out_slot(c, i, &t));
+    *t = *src;
+    t->owns = false;
+    TERN_TRY(tensor_set_shape(t, rank, dims));
+    if (t->numel != src->numel)
+        return op_error(c, "cannot view %lld elements as %lld", (long long)src->numel,
+                        (long long)t->numel);
+    return NULL;
+}
+
+tern_status *op_out_sequence(op_ctx *c, int i, tern_dtype elem, int64_t n, tern_tensor ***elems)
+{
+    tern_tensor *t = NULL;
+    TERN_TRY(out_slot(c, i, &t));
+    if (n < 0) return op_error(c, "negative sequence length");
+    t->kind = TENSOR_SEQUENCE;
+    t->dtype = elem;
+    t->rank = 1;
+    t->dims[0] = n;
+    t->numel = n;
+    t->data = arena_calloc(&c->frame->x->mem, (size_t)(n ? n : 1) * sizeof(tern_tensor *));
+    if (!t->data) return oom();
+    *elems = t->data;
+    return NULL;
+}
+
+tern_status *op_out_none(op_ctx *c, int i, tern_dtype elem)
+{
+    tern_tensor *t = NULL;
+    TERN_TRY(out_slot(c, i, &t));
+    t->kind = TENSOR_NONE;
+    t->dtype = elem;
+    return NULL;
+}
+
+tern_status *op_out_value(op_ctx *c, int i, const tern_tensor *v)
+{
+    tern_tensor *t = NULL;
+    TERN_TRY(out_slot(c, i, &t));
+    *t = *v;
+    t->owns = false;
+    return NULL;
+}
+
+/* ---- subgraphs --------------------------------------------------------- */
+
+int op_graph_n_inputs(const struct graph *g) { return g->n_inputs; }
+int op_graph_n_outputs(const struct graph *g) { return g->n_outputs; }
+
+tern_status *op_run_graph(op_ctx *c, const struct graph *g, int n_in,
+                          const tern_tensor *const *in, tern_tensor **out)
+{
+    exec_frame *f = c->frame;
+    /* the caller's node state is restored: nested runs reuse the frame fields */
+    const graph_node *node = f->node;
+    tern_tensor **outs = f->outs;
+    int n_outs = f->n_outs;
+    tern_status *st = exec_graph(f->x, f, g, n_in, in, (const tern_tensor **)out);
+    f->node = node;
+    f->outs = outs;
+    f->n_outs = n_outs;
+    return st ? tern_error_wrap(st, "in subgraph of node '%s' (%s)", c->node->name,
+                                c->node->op_type)
+              : NULL;
+}
+
+/* ---- running a graph --------------------------------------------------- */
+
+static const tern_tensor *value_of(const exec_frame *f, int v)
+{
+    for (;;) {
+        const graph_value *gv = &f->g->values[v];
+        if (f->vals[v] || gv->outer < 0 || !f->parent) return f->vals[v];
+        v = gv->outer;
+        f = f->parent;
+    }
+}
+
+tern_status *exec_graph(exec_state *x, exec_frame *parent, const graph *g, int n_in,
+                        const tern_tensor *const *in, const tern_tensor **out)
+{
+    exec_frame f = {.x = x, .g = g, .parent = parent};
+    f.vals = arena_calloc(&x->mem, (size_t)(g->n_values ? g->n_values : 1) * sizeof *f.vals);
+    if (!f.vals) return oom();
+    for (int v = 0; v < g->n_values; v++)
+        if (g->values[v].init) f.vals[v] = g->values[v].init;
+    if (n_in > g->n_inputs)
+        return tern_error(TERN_ERR_INVALID_ARGUMENT, "graph '%s' takes %d inputs, got %d",
+                          g->name, g->n_inputs, n_in);
+    for (int i = 0; i < n_in; i++)
+        if (in[i]) f.vals[g->inputs[i]] = in[i];
+
+    int max_out = 1, max_in = 1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].n_out > max_out) max_out = g->nodes[i].n_out;
+        if (g->nodes[i].n_in > max_in) max_in = g->nodes[i].n_in;
+    }
+    const tern_tensor **ins = arena_alloc(&x->mem, (size_t)max_in * sizeof *ins);
+    tern_tensor **outs = arena_alloc(&x->mem, (size_t)max_out * sizeof *outs);
+    if (!ins || !outs) return oom();
+
+    for (int i = 0; i < g->n_nodes; i++) {
+        const graph_node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_in; k++) {
+            ins[k] = n->in[k] >= 0 ? value_of(&f, n->in[k]) : NULL;
+            if (n->in[k] >= 0 && !ins[k])
+                return tern_error(TERN_ERR_INVALID_ARGUMENT,
+                                  "node '%s' (%s): input '%s' has no value (missing graph input)",
+                                  n->op.name, n->op.op_type, g->values[n->in[k]].name);
+        }
+        memset(outs, 0, (size_t)max_out * sizeof *outs);
+        f.node = n;
+        f.outs = outs;
+        f.n_outs = n->n_out;
+        op_ctx c = {.node = &n->op,
+                    .opset = n->opset,
+                    .n_in = n->n_in,
+                    .in = ins,
+                    .n_out = n->n_out,
+                    .out = outs,
+                    .pool = x->pool,
+                    .frame = &f};
+        TERN_TRY(n->def->fn(&c));
+        for (int k = 0; k < n->n_out; k++) {
+            if (n->out[k] < 0) continue;
+            if (!outs[k])
+                return tern_error(TERN_ERR_RUNTIME, "node '%s' (%s): output %d was not produced",
+                                  n->op.name, n->op.op_type, k);
+            f.vals[n->out[k]] = outs[k];
+        }
+    }
+    for (int i = 0; i < g->n_outputs; i++) {
+        out[i] = value_of(&f, g->outputs[i]);
+        if (!out[i])
+            return tern_error(TERN_ERR_INVALID_ARGUMENT, "graph output '%s' has no value",
+                              g->values[g->outputs[i]].name);
+    }
+    return NULL;
+}
