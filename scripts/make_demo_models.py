@@ -47,7 +47,10 @@ def classifier(rng):
 
 
 def main():
-    out = sys.argv[1]
+    main_to(sys.argv[1])
+
+
+def main_to(out):
     os.makedirs(out, exist_ok=True)
     rng = np.random.default_rng(7)
     save(mlp(rng), os.path.join(out, "mlp.onnx"))

@@ -24,6 +24,7 @@
 
 static int fail(tern_status *st)
 {
+    fflush(stdout);
     fprintf(stderr, "tern: error: %s\n", tern_status_message(st));
     tern_status_free(st);
     return 1;
@@ -33,9 +34,10 @@ static int usage(FILE *f)
 {
     fprintf(f, "tern %s - ONNX inference engine and model server\n\n"
                "usage:\n"
-               "  tern check MODEL.onnx\n"
+               "  tern check MODEL.onnx [--values]\n"
                "      print inputs, outputs, opsets and every op with whether tern supports it;\n"
-               "      exit 1 if any op is unsupported or the model does not load\n"
+               "      exit 1 if any op is unsupported or the model does not load;\n"
+               "      --values also prints the type of every value (declared or inferred)\n"
                "  tern run MODEL.onnx --input NAME=FILE.npy [--input ...] [--output-dir DIR]\n"
                "           [--threads T] [--repeat N]\n"
                "      run the model; write DIR/<output>.npy for every output (default DIR: .);\n"
@@ -92,9 +94,50 @@ static void print_io(const char *kind, const tern_io_info *io)
     printf("]\n");
 }
 
+static void print_type(const char *name, const graph_type *t)
+{
+    printf("  %-40s ", name);
+    if (t->kind == TENSOR_SEQUENCE) printf("seq(%s)\n", tern_dtype_name((tern_dtype)t->elem));
+    else if (t->kind < 0) printf("?\n");
+    else {
+        printf("%-8s ", tern_dtype_name((tern_dtype)t->elem));
+        if (t->rank < 0) {
+            printf("?\n");
+            return;
+        }
+        printf("[");
+        for (int d = 0; d < t->rank; d++) {
+            if (d) printf(",");
+            if (t->dims[d] >= 0) printf("%lld", (long long)t->dims[d]);
+            else printf("%s", *t->dim_names[d] ? t->dim_names[d] : "?");
+        }
+        printf("]\n");
+    }
+}
+
+/* Prints the type of every value of the main graph, declared or inferred. */
+static int print_values(const char *path)
+{
+    Onnx__ModelProto *proto;
+    tern_status *st = onnx_read_model_file(path, &proto);
+    if (st) return fail(st);
+    graph_model *m;
+    char *dir = strdup(path), *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    st = graph_model_build(proto, slash ? dir : ".", &m);
+    free(dir);
+    if (st) return fail(st);
+    printf("values:\n");
+    for (int i = 0; i < m->main->n_values; i++)
+        print_type(m->main->values[i].name, &m->main->values[i].type);
+    graph_model_free(m);
+    return 0;
+}
+
 static int cmd_check(int argc, char **argv)
 {
-    if (argc != 1) return usage(stderr);
+    bool values = argc == 2 && !strcmp(argv[1], "--values");
+    if (argc != 1 && !values) return usage(stderr);
     const char *path = argv[0];
     Onnx__ModelProto *proto;
     tern_status *st = onnx_read_model_file(path, &proto);
@@ -144,6 +187,7 @@ static int cmd_check(int argc, char **argv)
     onnx__model_proto__free_unpacked(proto, NULL);
     if (st) return fail(st);
     tern_session_free(s);
+    if (values && print_values(path)) return 1;
     return unsupported ? 1 : 0;
 }
 

@@ -434,6 +434,9 @@ static tern_status *build_graph_into(builder *b, const Onnx__GraphProto *gp)
         const Onnx__NodeProto *np = gp->node[i];
         graph_node *n = &g->nodes[i];
         n->op.name = str_or_empty(np->name);
+        /* unnamed nodes are named by their first output in messages */
+        if (!*n->op.name && np->n_output && np->output[0] && *np->output[0])
+            n->op.name = np->output[0];
         n->op.op_type = str_or_empty(np->op_type);
         n->op.domain = str_or_empty(np->domain);
         if (strcmp(n->op.domain, "ai.onnx") == 0) n->op.domain = "";
@@ -497,7 +500,9 @@ static tern_status *build_graph_into(builder *b, const Onnx__GraphProto *gp)
         if (g->values[idx].type.kind < 0) set_declared_type(b, gp->output[i]);
         g->outputs[g->n_outputs++] = idx;
     }
-    return toposort(b);
+    TERN_TRY(toposort(b));
+    graph_infer_shapes(g);
+    return NULL;
 }
 
 static tern_status *build_graph(graph_model *m, builder *parent, const Onnx__GraphProto *gp,

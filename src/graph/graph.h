@@ -85,6 +85,10 @@ void graph_model_free(graph_model *m);
 /* Opset version imported for a domain ("" / "ai.onnx" are the default), -1 if none. */
 int64_t graph_model_opset(const graph_model *m, const char *domain);
 
+/* Fills in the types of values the model does not declare (infer.c); run
+ * by graph_model_build on every graph, after sorting. */
+void graph_infer_shapes(graph *g);
+
 /* Fills a graph_type from a protobuf TypeProto (for tools that read value info). */
 void graph_type_from_proto(arena *mem, const Onnx__TypeProto *tp, graph_type *t);
 
