@@ -1,6 +1,606 @@
-/* Operator family: conv (kernels to come). */
+/*
+ * Operator family: convolution. Conv, ConvTranspose, ConvInteger and
+ * QLinearConv over any number of spatial dimensions.
+ *
+ * float32 Conv is a GEMM per (image, group): Y_g[M/g x P] = W_g[M/g x K] *
+ * cols[K x P], K = C/g * kernel size, P = output positions. The im2col
+ * matrix is never stored: its packer writes each block straight into the
+ * SGEMM's packed-B layout (im2col_pack). A 1x1 stride-1 unpadded conv reads
+ * X as B directly, and depthwise convs (one input channel per group) run a
+ * direct loop instead, since their GEMMs would be 1 row tall.
+ *
+ * float32 ConvTranspose is the transpose: cols[M/g*kernel x P_in] =
+ * W_g^T * X_g by SGEMM, then col2im scatters cols into Y.
+ *
+ * Every other type (double, float16, the integer forms) goes through the
+ * reference loops conv_ref / conv_transpose_ref, which accumulate in double:
+ * exact for the 8-bit integer forms, whose products are small integers.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "ops/conv_geom.h"
+#include "ops/linalg_gemm.h"
 #include "ops/op.h"
 
+/* ---- shared checks --------------------------------------------------------- */
+
+typedef struct conv_shape {
+    int64_t n, c, m, group, cg, mg; /* batch, in/out channels, groups, per group */
+    conv_geom g;
+} conv_shape;
+
+/* Validates X [N, C, ...] against W [M, C/group, k...] and fills s. */
+static tern_status *conv_shape_make(op_ctx *c, const tern_tensor *x, const tern_tensor *w,
+                                    conv_shape *s)
+{
+    if (x->kind != TENSOR_DENSE || w->kind != TENSOR_DENSE)
+        return op_error(c, "inputs must be tensors");
+    if (x->rank < 3) return op_error(c, "X must be [N, C, spatial...], got rank %d", x->rank);
+    if (w->rank != x->rank)
+        return op_error(c, "W has rank %d, X has rank %d", w->rank, x->rank);
+    s->n = x->dims[0];
+    s->c = x->dims[1];
+    s->m = w->dims[0];
+    s->group = op_attr_int(c, "group", 1);
+    if (s->group < 1 || s->c % s->group || s->m % s->group)
+        return op_error(c, "group %lld does not divide %lld input and %lld output channels",
+                        (long long)s->group, (long long)s->c, (long long)s->m);
+    s->cg = s->c / s->group;
+    s->mg = s->m / s->group;
+    if (w->dims[1] != s->cg)
+        return op_error(c, "W has %lld input channels per group, expected %lld",
+                        (long long)w->dims[1], (long long)s->cg);
+    const int64_t *ks;
+    int nk = op_attr_ints(c, "kernel_shape", &ks);
+    if (nk >= 0) {
+        if (nk != x->rank - 2) return op_error(c, "kernel_shape has %d values", nk);
+        for (int d = 0; d < nk; d++)
+            if (ks[d] != w->dims[d + 2]) return op_error(c, "kernel_shape does not match W");
+    }
+    return conv_geom_make(c, x, w->dims + 2, false, &s->g);
+}
+
+static tern_status *conv_out(op_ctx *c, const conv_shape *s, tern_dtype dt, tern_tensor **y)
+{
+    int64_t dims[TERN_MAX_RANK] = {s->n, s->m};
+    for (int d = 0; d < s->g.nsp; d++) dims[d + 2] = s->g.out[d];
+    return op_out(c, 0, dt, s->g.nsp + 2, dims, y);
+}
+
+/* Optional 1-D bias of m values, of type dt. */
+static tern_status *conv_bias(op_ctx *c, int idx, int64_t m, tern_dtype dt, const tern_tensor **b)
+{
+    *b = idx < c->n_in ? c->in[idx] : NULL;
+    if (!*b) return NULL;
+    if ((*b)->kind != TENSOR_DENSE || (*b)->dtype != dt || (*b)->numel != m || (*b)->rank != 1)
+        return op_error(c, "bias must be a 1-D %s tensor of %lld values", tern_dtype_name(dt),
+                        (long long)m);
+    return NULL;
+}
+
+/* ---- float32 Conv: im2col packed straight into SGEMM's B panels ---------- */
+
+typedef struct im2col_ctx {
+    const float *x; /* first input channel of the group in this image */
+    const conv_geom *g;
+} im2col_ctx;
+
+static void im2col_pack(const void *vctx, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
+                        float *dst)
+{
+    const im2col_ctx *ctx = vctx;
+    const conv_geom *g = ctx->g;
+    int last = g->nsp - 1;
+    uint64_t ncp = (uint64_t)(nc + SGEMM_NR - 1) / SGEMM_NR * SGEMM_NR, panel = (uint64_t)kc * SGEMM_NR;
+    int64_t s = g->stride[last], in = g->in[last];
+    for (int64_t kk = 0; kk < kc; kk++) {
+        int64_t row = k0 + kk, ci = row / g->k_size, kr = row % g->k_size;
+        int64_t koff[CONV_MAX_SP], o[CONV_MAX_SP], pos = n0;
+        for (int d = last; d >= 0; d--) {
+            koff[d] = kr % g->k[d] * g->dil[d] - g->pad0[d];
+            kr /= g->k[d];
+            o[d] = pos % g->out[d];
+            pos /= g->out[d];
+        }
+        const float *xc = ctx->x + ci * g->in_size;
+        float *drow = dst + kk * SGEMM_NR;
+#define PUT(jj, v) drow[(uint64_t)(jj) / SGEMM_NR * panel + (uint64_t)(jj) % SGEMM_NR] = (v)
+        int64_t j = 0, off = koff[last];
+        while (j < nc) {
+            /* A run of output positions along the last dimension: inputs
+             * (o+r)*s + off, valid for r in [lo, hi). */
+            int64_t run = g->out[last] - o[last];
+            if (run > nc - j) run = nc - j;
+            bool ok = true;
+            int64_t base = 0;
+            for (int d = 0; d < last; d++) {
+                int64_t i = o[d] * g->stride[d] + koff[d];
+                ok = ok && i >= 0 && i < g->in[d];
+                base = base * g->in[d] + i;
+            }
+            int64_t first = o[last] * s + off, lo = 0, hi = 0;
+            if (ok) {
+                lo = first < 0 ? (-first + s - 1) / s : 0;
+                hi = in - 1 - first < 0 ? 0 : (in - 1 - first) / s + 1;
+                if (hi > run) hi = run;
+                if (lo > hi) lo = hi;
+            }
+            const float *xr = xc + (ok ? base * in : 0);
+            int64_t r = 0;
+            for (; r < lo; r++) PUT(j + r, 0.0f);
+            if (s == 1)
+                for (; r < hi; r++) PUT(j + r, xr[first + r]);
+            else
+                for (; r < hi; r++) PUT(j + r, xr[first + r * s]);
+            for (; r < run; r++) PUT(j + r, 0.0f);
+            j += run;
+            o[last] += run;
+            for (int d = last; d > 0 && o[d] == g->out[d]; d--) {
+                o[d] = 0;
+                o[d - 1]++;
+            }
+        }
+        for (; (uint64_t)j < ncp; j++) PUT(j, 0.0f);
+#undef PUT
+    }
+}
+
+/* Depthwise conv, 2-D (1-D promoted): output channel m reads input channel
+ * m / mult with its own k x k filter. Items are (image, output channel). */
+typedef struct dw_job {
+    const float *x, *w, *b;
+    float *y;
+    conv_geom g; /* 2-D */
+    int64_t c, m, mult;
+} dw_job;
+
+static void dw_range(void *arg, int64_t begin, int64_t end)
+{
+    const dw_job *j = arg;
+    const conv_geom *g = &j->g;
+    int64_t H = g->in[0], W = g->in[1], OH = g->out[0], OW = g->out[1];
+    int64_t KH = g->k[0], KW = g->k[1], sh = g->stride[0], sw = g->stride[1];
+    for (int64_t it = begin; it < end; it++) {
+        int64_t n = it / j->m, m = it % j->m;
+        const float *xp = j->x + (n * j->c + m / j->mult) * H * W, *wp = j->w + m * KH * KW;
+        float *yp = j->y + it * OH * OW, bias = j->b ? j->b[m] : 0.0f;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            float *yr = yp + oh * OW;
+            for (int64_t ow = 0; ow < OW; ow++) yr[ow] = bias;
+            for (int64_t kh = 0; kh < KH; kh++) {
+                int64_t ih = oh * sh - g->pad0[0] + kh * g->dil[0];
+                if (ih < 0 || ih >= H) continue;
+                const float *xr = xp + ih * W;
+                for (int64_t kw = 0; kw < KW; kw++) {
+                    float wv = wp[kh * KW + kw];
+                    int64_t off = kw * g->dil[1] - g->pad0[1];
+                    /* ow range with 0 <= ow*sw + off < W */
+                    int64_t lo = off < 0 ? (-off + sw - 1) / sw : 0;
+                    int64_t hi = W - 1 - off < 0 ? 0 : (W - 1 - off) / sw + 1;
+                    if (hi > OW) hi = OW;
+                    if (sw == 1) {
+                        const float *xs = xr + off;
+                        for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xs[ow];
+                    } else {
+                        for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow * sw + off];
+                    }
+                }
+            }
+        }
+    }
+}
+
+static tern_status *conv_f32(op_ctx *c, const conv_shape *s, const float *x, const float *w,
+                             const float *b, float *y)
+{
+    const conv_geom *g = &s->g;
+    int64_t P = g->out_size, K = s->cg * g->k_size;
+    if (s->n == 0 || s->m == 0 || P == 0) return NULL;
+    if (K == 0) { /* no input channels: the bias alone */
+        for (int64_t i = 0; i < s->n * s->m * P; i++) y[i] = b ? b[i / P % s->m] : 0.0f;
+        return NULL;
+    }
+    if (s->cg == 1 && s->mg >= 1 && g->nsp <= 2 && s->group > 1) {
+        dw_job j = {x, w, b, y, {0}, s->c, s->m, s->mg};
+        conv_geom_as_2d(g, &j.g);
+        tpool_for(c->pool, s->n * s->m, 1, dw_range, &j);
+        return NULL;
+    }
+    bool pointwise = true;
+    for (int d = 0; d < g->nsp; d++)
+        if (g->k[d] != 1 || g->stride[d] != 1 || g->pad0[d] || g->pad1[d]) pointwise = false;
+
+    size_t pa_n = sgemm_pa_floats(s->mg, K);
+    float *pa, *pb;
+    TERN_TRY(op_scratch(c, (pa_n * (size_t)s->group + sgemm_pb_floats(P, K)) * sizeof(float),
+                        (void **)&pa));
+    pb = pa + pa_n * (size_t)s->group;
+    for (int64_t gi = 0; gi < s->group; gi++)
+        sgemm_pack_a(c->pool, s->mg, K, w + gi * s->mg * K, K, 1, pa + pa_n * (size_t)gi);
+    for (int64_t n = 0; n < s->n; n++)
+        for (int64_t gi = 0; gi < s->group; gi++) {
+            float *yg = y + (n * s->m + gi * s->mg) * P;
+            const float *xg = x + (n * s->c + gi * s->cg) * g->in_size;
+            if (b)
+                for (int64_t m = 0; m < s->mg; m++)
+                    for (int64_t p = 0; p < P; p++) yg[m * P + p] = b[gi * s->mg + m];
+            float beta = b ? 1.0f : 0.0f;
+            if (pointwise) {
+                sgemm_view v = {xg, P, 1};
+                sgemm_packed(c->pool, s->mg, P, K, 1.0f, pa + pa_n * (size_t)gi,
+                             sgemm_pack_view, &v, beta, yg, P, pb);
+            } else {
+                im2col_ctx ic = {xg, g};
+                sgemm_packed(c->pool, s->mg, P, K, 1.0f, pa + pa_n * (size_t)gi, im2col_pack,
+                             &ic, beta, yg, P, pb);
+            }
+        }
+    return NULL;
+}
+
+/* ---- reference Conv (every type, zero points for the integer forms) ------ */
+
+/* acc[(n*M + m)*P + p] = sum over the window of (x - x_zp) * (w - w_zp[m]).
+ * w_zp may be NULL, a scalar or one value per output channel. */
+static tern_status *conv_ref(op_ctx *c, const conv_shape *s, const tern_tensor *x, double x_zp,
+                             const tern_tensor *w, const tern_tensor *w_zp, double **acc_out)
+{
+    const conv_geom *g = &s->g;
+    int nsp = g->nsp;
+    int64_t P = g->out_size, KS = g->k_size;
+    double *xd, *wd, *acc;
+    size_t ny = (size_t)(s->n * s->m * P);
+    TERN_TRY(op_scratch(c, (size_t)(x->numel + w->numel + 1) * sizeof(double) + ny * sizeof(double),
+                        (void **)&xd));
+    wd = xd + x->numel;
+    acc = wd + w->numel + 1;
+    for (int64_t i = 0; i < x->numel; i++) xd[i] = op_get_f64(x, i) - x_zp;
+    int64_t per_m = s->cg * KS;
+    for (int64_t i = 0; i < w->numel; i++) {
+        int64_t m = i / per_m;
+        double z = w_zp ? op_get_f64(w_zp, w_zp->numel == 1 ? 0 : m) : 0.0;
+        wd[i] = op_get_f64(w, i) - z;
+    }
+    for (int64_t n = 0; n < s->n; n++)
+        for (int64_t m = 0; m < s->m; m++) {
+            int64_t gi = m / s->mg;
+            for (int64_t p = 0; p < P; p++) {
+                int64_t o[CONV_MAX_SP], q = p;
+                for (int d = nsp - 1; d >= 0; d--) {
+                    o[d] = q % g->out[d];
+                    q /= g->out[d];
+                }
+                double sum = 0;
+                for (int64_t kp = 0; kp < KS; kp++) {
+                    int64_t r = kp, xo = 0, stride = 1;
+                    bool ok = true;
+                    for (int d = nsp - 1; d >= 0; d--) {
+                        int64_t i = o[d] * g->stride[d] - g->pad0[d] + r % g->k[d] * g->dil[d];
+                        r /= g->k[d];
+                        ok = ok && i >= 0 && i < g->in[d];
+                        xo += i * stride;
+                        stride *= g->in[d];
+                    }
+                    if (!ok) continue;
+                    for (int64_t ci = 0; ci < s->cg; ci++)
+                        sum += xd[(n * s->c + gi * s->cg + ci) * g->in_size + xo] *
+                               wd[(m * s->cg + ci) * KS + kp];
+                }
+                acc[(n * s->m + m) * P + p] = sum;
+            }
+        }
+    *acc_out = acc;
+    return NULL;
+}
+
+static tern_status *op_conv(op_ctx *c)
+{
+    TERN_TRY(op_need_input(c, 0));
+    TERN_TRY(op_need_input(c, 1));
+    const tern_tensor *x = c->in[0], *w = c->in[1], *b;
+    conv_shape s;
+    TERN_TRY(conv_shape_make(c, x, w, &s));
+    if (w->dtype != x->dtype) return op_error(c, "X and W types differ");
+    if (!dtype_is_float(x->dtype))
+        return op_error(c, "unsupported type %s", tern_dtype_name(x->dtype));
+    TERN_TRY(conv_bias(c, 2, s.m, x->dtype, &b));
+    tern_tensor *y;
+    TERN_TRY(conv_out(c, &s, x->dtype, &y));
+    if (x->dtype == TERN_FLOAT)
+        return conv_f32(c, &s, x->data, w->data, b ? b->data : NULL, y->data);
+    double *acc;
+    TERN_TRY(conv_ref(c, &s, x, 0.0, w, NULL, &acc));
+    int64_t P = s.g.out_size;
+    for (int64_t i = 0; i < y->numel; i++)
+        dtype_set_f64(y->dtype, y->data, i, acc[i] + (b ? op_get_f64(b, i / P % s.m) : 0.0));
+    return NULL;
+}
+
+/* ---- ConvInteger, QLinearConv ------------------------------------------------ */
+
+static bool is_q8(tern_dtype dt) { return dt == TERN_UINT8 || dt == TERN_INT8; }
+
+/* A zero point or scale: absent (NULL), a scalar, or (per_ok) one per
+ * output channel. */
+static tern_status *q_param(op_ctx *c, int idx, const char *what, int64_t per, bool need,
+                            const tern_tensor **t)
+{
+    *t = idx < c->n_in ? c->in[idx] : NULL;
+    if (!*t) return need ? op_error(c, "%s is missing", what) : NULL;
+    if ((*t)->kind != TENSOR_DENSE || (*t)->rank > 1 || ((*t)->numel != 1 && (*t)->numel != per))
+        return op_error(c, "%s must be a scalar or have %lld elements", what, (long long)per);
+    return NULL;
+}
+
+static tern_status *op_conv_integer(op_ctx *c)
+{
+    TERN_TRY(op_need_input(c, 0));
+    TERN_TRY(op_need_input(c, 1));
+    const tern_tensor *x = c->in[0], *w = c->in[1], *xzp, *wzp;
+    if (!is_q8(x->dtype) || !is_q8(w->dtype)) return op_error(c, "inputs must be int8 or uint8");
+    conv_shape s;
+    TERN_TRY(conv_shape_make(c, x, w, &s));
+    TERN_TRY(q_param(c, 2, "x_zero_point", 1, false, &xzp));
+    TERN_TRY(q_param(c, 3, "w_zero_point", s.m, false, &wzp));
+    tern_tensor *y;
+    TERN_TRY(conv_out(c, &s, TERN_INT32, &y));
+    double *acc;
+    TERN_TRY(conv_ref(c, &s, x, xzp ? op_get_f64(xzp, 0) : 0.0, w, wzp, &acc));
+    int32_t *yd = y->data;
+    for (int64_t i = 0; i < y->numel; i++) yd[i] = (int32_t)(uint32_t)(int64_t)acc[i];
+    return NULL;
+}
+
+static tern_status *op_qlinear_conv(op_ctx *c)
+{
+    for (int i = 0; i < 8; i++)
+        if (i != 2 && i != 5 && i != 7) TERN_TRY(op_need_input(c, i));
+    const tern_tensor *x = c->in[0], *w = c->in[3], *xs, *xzp, *ws, *wzp, *ys, *yzp, *b;
+    if (!is_q8(x->dtype) || !is_q8(w->dtype)) return op_error(c, "inputs must be int8 or uint8");
+    conv_shape s;
+    TERN_TRY(conv_shape_make(c, x, w, &s));
+    TERN_TRY(q_param(c, 1, "x_scale", 1, true, &xs));
+    TERN_TRY(q_param(c, 2, "x_zero_point", 1, false, &xzp));
+    TERN_TRY(q_param(c, 4, "w_scale", s.m, true, &ws));
+    TERN_TRY(q_param(c, 5, "w_zero_point", s.m, false, &wzp));
+    TERN_TRY(q_param(c, 6, "y_scale", 1, true, &ys));
+    TERN_TRY(q_param(c, 7, "y_zero_point", 1, false, &yzp));
+    TERN_TRY(conv_bias(c, 8, s.m, TERN_INT32, &b));
+    if (!dtype_is_float(xs->dtype) || !dtype_is_float(ws->dtype) || !dtype_is_float(ys->dtype))
+        return op_error(c, "scales must be floating point");
+    tern_dtype yt = yzp ? yzp->dtype : TERN_UINT8;
+    if (!is_q8(yt)) return op_error(c, "y_zero_point must be int8 or uint8");
+    tern_tensor *y;
+    TERN_TRY(conv_out(c, &s, yt, &y));
+    double *acc;
+    TERN_TRY(conv_ref(c, &s, x, xzp ? op_get_f64(xzp, 0) : 0.0, w, wzp, &acc));
+    float xsc = (float)op_get_f64(xs, 0), ysc = (float)op_get_f64(ys, 0);
+    float yz = yzp ? (float)op_get_f64(yzp, 0) : 0.0f;
+    float lo = yt == TERN_UINT8 ? 0.0f : -128.0f, hi = yt == TERN_UINT8 ? 255.0f : 127.0f;
+    int64_t P = s.g.out_size;
+    for (int64_t i = 0; i < y->numel; i++) {
+        int64_t m = i / P % s.m;
+        double a = acc[i] + (b ? op_get_f64(b, m) : 0.0);
+        float mult = xsc * (float)op_get_f64(ws, ws->numel == 1 ? 0 : m) / ysc;
+        float v = nearbyintf((float)a * mult) + yz;
+        if (!(v >= lo)) v = lo;
+        if (v > hi) v = hi;
+        dtype_set_i64(yt, y->data, i, (int64_t)v);
+    }
+    return NULL;
+}
+
+/* ---- ConvTranspose ------------------------------------------------------------- */
+
+typedef struct convt_shape {
+    int64_t n, c, m, group, cg, mg;
+    int nsp;
+    int64_t in[CONV_MAX_SP], out[CONV_MAX_SP], k[CONV_MAX_SP];
+    int64_t stride[CONV_MAX_SP], dil[CONV_MAX_SP], pad0[CONV_MAX_SP];
+    int64_t in_size, out_size, k_size;
+} convt_shape;
+
+/* X [N, C, in...], W [C, M/group, k...]: Y [N, M, out...] where input
+ * position i scatters to output i*stride - pad0 + j*dil. */
+static tern_status *convt_shape_make(op_ctx *c, const tern_tensor *x, const tern_tensor *w,
+                                     convt_shape *s)
+{
+    if (x->kind != TENSOR_DENSE || w->kind != TENSOR_DENSE)
+        return op_error(c, "inputs must be tensors");
+    if (x->rank < 3 || w->rank != x->rank)
+        return op_error(c, "X must be [N, C, spatial...] and W of the same rank");
+    int n = s->nsp = x->rank - 2;
+    s->n = x->dims[0];
+    s->c = x->dims[1];
+    s->group = op_attr_int(c, "group", 1);
+    if (s->group < 1 || s->c % s->group || w->dims[0] != s->c)
+        return op_error(c, "W has %lld input channels, X has %lld (group %lld)",
+                        (long long)w->dims[0], (long long)s->c, (long long)s->group);
+    s->cg = s->c / s->group;
+    s->mg = w->dims[1];
+    s->m = s->mg * s->group;
+    int64_t opad[CONV_MAX_SP], pads[2 * CONV_MAX_SP], oshape[TERN_MAX_RANK];
+    TERN_TRY(conv_ints_attr(c, "strides", n, 1, 1, s->stride));
+    TERN_TRY(conv_ints_attr(c, "dilations", n, 1, 1, s->dil));
+    TERN_TRY(conv_ints_attr(c, "output_padding", n, 0, 0, opad));
+    TERN_TRY(conv_ints_attr(c, "pads", 2 * n, 0, 0, pads));
+    const int64_t *ks;
+    int nk = op_attr_ints(c, "kernel_shape", &ks);
+    if (nk >= 0 && nk != n) return op_error(c, "kernel_shape has %d values", nk);
+    for (int d = 0; d < n && nk >= 0; d++)
+        if (ks[d] != w->dims[d + 2]) return op_error(c, "kernel_shape does not match W");
+    const int64_t *os;
+    int nos = op_attr_ints(c, "output_shape", &os);
+    if (nos >= 0) {
+        if (nos != n && nos != n + 2) return op_error(c, "output_shape has %d values", nos);
+        for (int d = 0; d < n; d++) oshape[d] = os[nos - n + d];
+    }
+    const char *ap = op_attr_str(c, "auto_pad", "NOTSET");
+    bool upper = strcmp(ap, "SAME_UPPER") == 0, lower = strcmp(ap, "SAME_LOWER") == 0;
+    bool valid = strcmp(ap, "VALID") == 0;
+    if (!upper && !lower && !valid && strcmp(ap, "NOTSET") != 0 && ap[0])
+        return op_error(c, "unknown auto_pad '%s'", ap);
+    s->in_size = s->out_size = s->k_size = 1;
+    for (int d = 0; d < n; d++) {
+        int64_t in = x->dims[d + 2], k = w->dims[d + 2], st = s->stride[d];
+        if (k < 1) return op_error(c, "kernel size %lld is invalid", (long long)k);
+        if (opad[d] >= st && opad[d] >= s->dil[d])
+            return op_error(c, "output_padding %lld must be smaller than stride or dilation",
+                            (long long)opad[d]);
+        int64_t full = st * (in - 1) + opad[d] + (k - 1) * s->dil[d] + 1, out;
+        if (nos >= 0 || upper || lower) {
+            out = nos >= 0 ? oshape[d] : in * st;
+            int64_t total = full - out;
+            /* A negative total pads the end with extra (bias-only) positions. */
+            s->pad0[d] = total <= 0 ? 0 : lower ? total - total / 2 : total / 2;
+        } else {
+            s->pad0[d] = valid ? 0 : pads[d];
+            out = full - s->pad0[d] - (valid ? 0 : pads[d + n]);
+        }
+        if (out < 0 || in < 0) return op_error(c, "output size %lld is invalid", (long long)out);
+        s->in[d] = in;
+        s->out[d] = out;
+        s->k[d] = k;
+        s->in_size *= in;
+        s->out_size *= out;
+        s->k_size *= k;
+    }
+    return NULL;
+}
+
+typedef struct col2im_job {
+    const convt_shape *s;
+    const float *col; /* [mg*k_size x in_size] */
+    float *y;         /* first output channel of the group in this image */
+} col2im_job;
+
+/* Items are output channels of the group. */
+static void col2im_range(void *arg, int64_t begin, int64_t end)
+{
+    const col2im_job *j = arg;
+    const convt_shape *s = j->s;
+    int nsp = s->nsp, last = nsp - 1;
+    for (int64_t m = begin; m < end; m++) {
+        float *ym = j->y + m * s->out_size;
+        for (int64_t kp = 0; kp < s->k_size; kp++) {
+            const float *cr = j->col + (m * s->k_size + kp) * s->in_size;
+            int64_t koff[CONV_MAX_SP], r = kp;
+            for (int d = last; d >= 0; d--) {
+                koff[d] = r % s->k[d] * s->dil[d] - s->pad0[d];
+                r /= s->k[d];
+            }
+            int64_t rows = s->in_size / (s->in[last] ? s->in[last] : 1);
+            for (int64_t row = 0; row < rows; row++) {
+                int64_t q = row, base = 0, mul = 1;
+                bool ok = true;
+                for (int d = last - 1; d >= 0; d--) {
+                    int64_t o = q % s->in[d] * s->stride[d] + koff[d];
+                    q /= s->in[d];
+                    ok = ok && o >= 0 && o < s->out[d];
+                    base += o * mul;
+                    mul *= s->out[d];
+                }
+                if (!ok) continue;
+                float *yr = ym + base * s->out[last];
+                const float *cl = cr + row * s->in[last];
+                for (int64_t i = 0; i < s->in[last]; i++) {
+                    int64_t o = i * s->stride[last] + koff[last];
+                    if (o >= 0 && o < s->out[last]) yr[o] += cl[i];
+                }
+            }
+        }
+    }
+}
+
+static tern_status *convt_f32(op_ctx *c, const convt_shape *s, const float *x, const float *w,
+                              const float *b, float *y)
+{
+    int64_t P = s->out_size, R = s->mg * s->k_size, Pin = s->in_size;
+    for (int64_t i = 0; i < s->n * s->m; i++)
+        for (int64_t p = 0; p < P; p++) y[i * P + p] = b ? b[i % s->m] : 0.0f;
+    if (s->n == 0 || R == 0 || Pin == 0 || s->cg == 0 || P == 0) return NULL;
+    size_t pa_n = sgemm_pa_floats(R, s->cg);
+    float *pa, *pb, *col;
+    TERN_TRY(op_scratch(c,
+                        (pa_n * (size_t)s->group + sgemm_pb_floats(Pin, s->cg) +
+                         (size_t)(R * Pin)) * sizeof(float),
+                        (void **)&pa));
+    pb = pa + pa_n * (size_t)s->group;
+    col = pb + sgemm_pb_floats(Pin, s->cg);
+    for (int64_t gi = 0; gi < s->group; gi++) /* A = W_g^T: (r, ci) at W[(g*cg + ci)*R + r] */
+        sgemm_pack_a(c->pool, R, s->cg, w + gi * s->cg * R, 1, R, pa + pa_n * (size_t)gi);
+    for (int64_t n = 0; n < s->n; n++)
+        for (int64_t gi = 0; gi < s->group; gi++) {
+            sgemm_view v = {x + (n * s->c + gi * s->cg) * Pin, Pin, 1};
+            sgemm_packed(c->pool, R, Pin, s->cg, 1.0f, pa + pa_n * (size_t)gi, sgemm_pack_view,
+                         &v, 0.0f, col, Pin, pb);
+            col2im_job j = {s, col, y + (n * s->m + gi * s->mg) * P};
+            tpool_for(c->pool, s->mg, 1, col2im_range, &j);
+        }
+    return NULL;
+}
+
+/* Reference ConvTranspose in double for the other float types. */
+static tern_status *convt_ref(op_ctx *c, const convt_shape *s, const tern_tensor *x,
+                              const tern_tensor *w, const tern_tensor *b, tern_tensor *y)
+{
+    double *acc;
+    int64_t P = s->out_size, Pin = s->in_size, nsp = s->nsp;
+    TERN_TRY(op_scratch(c, (size_t)(y->numel ? y->numel : 1) * sizeof *acc, (void **)&acc));
+    for (int64_t i = 0; i < y->numel; i++) acc[i] = b ? op_get_f64(b, i / P % s->m) : 0.0;
+    for (int64_t n = 0; n < s->n; n++)
+        for (int64_t ci = 0; ci < s->c; ci++) {
+            int64_t gi = ci / s->cg;
+            for (int64_t p = 0; p < Pin; p++) {
+                double xv = op_get_f64(x, (n * s->c + ci) * Pin + p);
+                for (int64_t mm = 0; mm < s->mg; mm++)
+                    for (int64_t kp = 0; kp < s->k_size; kp++) {
+                        int64_t q = p, r = kp, oo = 0, mul = 1;
+                        bool ok = true;
+                        for (int64_t d = nsp - 1; d >= 0; d--) {
+                            int64_t o = q % s->in[d] * s->stride[d] + r % s->k[d] * s->dil[d] -
+                                        s->pad0[d];
+                            q /= s->in[d];
+                            r /= s->k[d];
+                            ok = ok && o >= 0 && o < s->out[d];
+                            oo += o * mul;
+                            mul *= s->out[d];
+                        }
+                        if (!ok) continue;
+                        double wv = op_get_f64(w, (ci * s->mg + mm) * s->k_size + kp);
+                        acc[(n * s->m + gi * s->mg + mm) * P + oo] += xv * wv;
+                    }
+            }
+        }
+    for (int64_t i = 0; i < y->numel; i++) dtype_set_f64(y->dtype, y->data, i, acc[i]);
+    return NULL;
+}
+
+static tern_status *op_conv_transpose(op_ctx *c)
+{
+    TERN_TRY(op_need_input(c, 0));
+    TERN_TRY(op_need_input(c, 1));
+    const tern_tensor *x = c->in[0], *w = c->in[1], *b;
+    convt_shape s;
+    TERN_TRY(convt_shape_make(c, x, w, &s));
+    if (w->dtype != x->dtype) return op_error(c, "X and W types differ");
+    if (!dtype_is_float(x->dtype))
+        return op_error(c, "unsupported type %s", tern_dtype_name(x->dtype));
+    TERN_TRY(conv_bias(c, 2, s.m, x->dtype, &b));
+    int64_t dims[TERN_MAX_RANK] = {s.n, s.m};
+    for (int d = 0; d < s.nsp; d++) dims[d + 2] = s.out[d];
+    tern_tensor *y;
+    TERN_TRY(op_out(c, 0, x->dtype, s.nsp + 2, dims, &y));
+    if (x->dtype == TERN_FLOAT)
+        return convt_f32(c, &s, x->data, w->data, b ? b->data : NULL, y->data);
+    return convt_ref(c, &s, x, w, b, y);
+}
+
 const op_def ops_conv[] = {
+    {"", "Conv", 1, 17, op_conv},
+    {"", "ConvTranspose", 1, 17, op_conv_transpose},
+    {"", "ConvInteger", 10, 17, op_conv_integer},
+    {"", "QLinearConv", 10, 17, op_qlinear_conv},
     {0},
 };

@@ -1,0 +1,273 @@
+/*
+ * Packed, cache-blocked float32 GEMM (see linalg_gemm.h for the design).
+ *
+ * Loop nest, for one superblock of B columns [n0, n0+ns):
+ *   phase 1 (parallel over k-blocks x column groups): pack B[:, n0:n0+ns]
+ *   phase 2 (parallel over MC x NC tiles of C):
+ *     for each k-block of SGEMM_KC      (A block MC x KC stays in L2)
+ *       for each NR-column panel of B   (KC x NR panel stays in L1)
+ *         for each MR-row panel of A    -> micro-kernel on an MR x NR tile
+ * The first k-block applies beta to C, the others accumulate. A is packed
+ * once for the whole call by the caller (sgemm_pack_a), in k-blocks of
+ * MR-row panels with every element repeated LANES times, so block (k0, i0)
+ * starts at pa + (k0*Mp + i0*kc) * LANES.
+ */
+#include "ops/linalg_gemm.h"
+
+#include <string.h>
+
+#define MR SGEMM_MR
+#define NR SGEMM_NR
+#define KC SGEMM_KC
+#define LANES SGEMM_LANES
+#define NC 64               /* tile width of C per task (16 panels) */
+#define PB_TARGET (1 << 20) /* floats of packed B per superblock (4 MB) */
+
+static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* Columns of B per superblock: a multiple of NC (or all of n, rounded to NR). */
+static int64_t superblock_cols(int64_t n, int64_t k)
+{
+    int64_t ns = PB_TARGET / (k > 0 ? k : 1) / NC * NC;
+    if (ns < NC) ns = NC;
+    if (ns >= n) ns = round_up(n, NR);
+    return ns;
+}
+
+size_t sgemm_pa_floats(int64_t m, int64_t k) { return (size_t)(round_up(m, MR) * k * LANES); }
+
+size_t sgemm_pb_floats(int64_t n, int64_t k) { return (size_t)(superblock_cols(n, k) * k); }
+
+size_t sgemm_work_floats(int64_t m, int64_t n, int64_t k)
+{
+    return sgemm_pa_floats(m, k) + sgemm_pb_floats(n, k);
+}
+
+/* ---- packing ------------------------------------------------------------ */
+
+void sgemm_pack_view(const void *view, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
+                     float *dst)
+{
+    const sgemm_view *v = view;
+    int64_t full = nc / NR * NR;
+    if (v->cs == 1) { /* row-major B: read each row once, left to right */
+        for (int64_t k = 0; k < kc; k++) {
+            const float *src = v->p + (k0 + k) * v->rs + n0;
+            float *d = dst + k * NR;
+            for (int64_t j0 = 0; j0 < full; j0 += NR, d += kc * NR)
+                for (int j = 0; j < NR; j++) d[j] = src[j0 + j];
+            if (full < nc)
+                for (int j = 0; j < NR; j++) d[j] = full + j < nc ? src[full + j] : 0.0f;
+        }
+        return;
+    }
+    for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += kc * NR) {
+        int64_t w = min64(NR, nc - j0);
+        const float *src = v->p + k0 * v->rs + (n0 + j0) * v->cs;
+        if (v->rs == 1) { /* B transposed: walk each column contiguously */
+            for (int j = 0; j < NR; j++)
+                for (int64_t k = 0; k < kc; k++)
+                    dst[k * NR + j] = j < w ? src[k + j * v->cs] : 0.0f;
+        } else {
+            for (int64_t k = 0; k < kc; k++)
+                for (int j = 0; j < NR; j++)
+                    dst[k * NR + j] = j < w ? src[k * v->rs + j * v->cs] : 0.0f;
+        }
+    }
+}
+
+typedef struct pack_a_job {
+    int64_t m, k, mp, rs, cs;
+    const float *a;
+    float *pa;
+} pack_a_job;
+
+/* Items are (k-block, row panel) pairs. Element (i, k) of a panel goes to
+ * dst[(k*MR + i)*LANES + l] for every lane l. */
+static void pack_a_range(void *arg, int64_t begin, int64_t end)
+{
+    const pack_a_job *j = arg;
+    int64_t panels = j->mp / MR;
+    for (int64_t it = begin; it < end; it++) {
+        int64_t k0 = it / panels * KC, i0 = it % panels * MR;
+        int64_t kc = min64(KC, j->k - k0), h = min64(MR, j->m - i0);
+        float *dst = j->pa + (k0 * j->mp + i0 * kc) * LANES;
+        const float *src = j->a + i0 * j->rs + k0 * j->cs;
+        for (int i = 0; i < MR; i++)
+            for (int64_t k = 0; k < kc; k++) {
+                float v = i < h ? src[i * j->rs + k * j->cs] : 0.0f;
+                for (int l = 0; l < LANES; l++) dst[(k * MR + i) * LANES + l] = v;
+            }
+    }
+}
+
+void sgemm_pack_a(tpool *pool, int64_t m, int64_t k, const float *a, int64_t rs, int64_t cs,
+                  float *pa)
+{
+    pack_a_job j = {m, k, round_up(m, MR), rs, cs, a, pa};
+    int64_t items = (k + KC - 1) / KC * (j.mp / MR);
+    tpool_for(pool, items, 16, pack_a_range, &j);
+}
+
+/* ---- micro-kernel ------------------------------------------------------- */
+
+/* C tile (h x w valid of MR x NR) = alpha * A panel * B panel + beta * C.
+ * acc[i][v][l] is row i, column v*LANES + l: each [i][v] row of LANES floats
+ * maps onto one xmm register, which gcc keeps in registers across the loop.
+ * The lane loop runs downwards on purpose: gcc 12 then emits the vector
+ * loads in order; written upwards it reverses every operand with a shuffle. */
+static inline void micro_kernel(int64_t kc, const float *restrict a, const float *restrict b,
+                                float *restrict c, int64_t ldc, int h, int w, float alpha,
+                                float beta)
+{
+    enum { NV = NR / LANES };
+    float acc[MR][NV][LANES];
+    for (int i = 0; i < MR; i++)
+        for (int v = 0; v < NV; v++)
+            for (int l = 0; l < LANES; l++) acc[i][v][l] = 0.0f;
+#pragma GCC unroll 4
+    for (int64_t k = 0; k < kc; k++) {
+        for (int i = 0; i < MR; i++)
+            for (int v = 0; v < NV; v++)
+                for (int l = LANES - 1; l >= 0; l--)
+                    acc[i][v][l] += a[i * LANES + l] * b[v * LANES + l];
+        a += MR * LANES;
+        b += NR;
+    }
+    if (h == MR && w == NR) {
+        for (int i = 0; i < MR; i++) {
+            float *cr = c + i * ldc;
+            for (int v = 0; v < NV; v++)
+                for (int l = 0; l < LANES; l++) {
+                    float x = alpha * acc[i][v][l];
+                    cr[v * LANES + l] = beta == 0.0f ? x : x + beta * cr[v * LANES + l];
+                }
+        }
+        return;
+    }
+    for (int i = 0; i < h; i++)
+        for (int j = 0; j < w; j++) {
+            float x = alpha * acc[i][j / LANES][j % LANES];
+            c[i * ldc + j] = beta == 0.0f ? x : x + beta * c[i * ldc + j];
+        }
+}
+
+/* ---- driver ------------------------------------------------------------- */
+
+typedef struct gemm_job {
+    int64_t m, k, mp;
+    int64_t n0, ns, nsp; /* current superblock: first column, width, width rounded to NR */
+    int64_t mc, mtiles;  /* row tile height and count */
+    float alpha, beta;
+    const float *pa;
+    float *pb, *c;
+    int64_t ldc;
+    sgemm_pack_fn pack_b;
+    const void *b_ctx;
+} gemm_job;
+
+#define PACK_GROUP 16 /* NR-column panels per packing item */
+
+static void pack_b_range(void *arg, int64_t begin, int64_t end)
+{
+    const gemm_job *j = arg;
+    int64_t groups = (j->nsp / NR + PACK_GROUP - 1) / PACK_GROUP;
+    for (int64_t it = begin; it < end; it++) {
+        int64_t k0 = it / groups * KC, c0 = it % groups * PACK_GROUP * NR;
+        int64_t kc = min64(KC, j->k - k0), nc = min64(PACK_GROUP * NR, j->ns - c0);
+        j->pack_b(j->b_ctx, k0, kc, j->n0 + c0, nc, j->pb + k0 * j->nsp + c0 * kc);
+    }
+}
+
+static void compute_range(void *arg, int64_t begin, int64_t end)
+{
+    const gemm_job *j = arg;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t i0 = t % j->mtiles * j->mc, c0 = t / j->mtiles * NC;
+        int64_t i1 = min64(i0 + j->mc, j->m), c1 = min64(c0 + NC, j->ns);
+        for (int64_t k0 = 0; k0 < j->k; k0 += KC) {
+            int64_t kc = min64(KC, j->k - k0);
+            float beta = k0 == 0 ? j->beta : 1.0f;
+            const float *pa = j->pa + k0 * j->mp * LANES, *pb = j->pb + k0 * j->nsp;
+            for (int64_t ic = i0; ic < i1; ic += MR) {
+                const float *ap = pa + ic * kc * LANES;
+                int h = (int)min64(MR, i1 - ic);
+                float *cc = j->c + ic * j->ldc + j->n0;
+                for (int64_t jc = c0; jc < c1; jc += NR)
+                    micro_kernel(kc, ap, pb + jc * kc, cc + jc, j->ldc, h, (int)min64(NR, c1 - jc),
+                                 j->alpha, beta);
+            }
+        }
+    }
+}
+
+/* C = beta * C when there is nothing to multiply (k == 0). */
+static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc)
+{
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+}
+
+void sgemm_packed(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, const float *pa,
+                  sgemm_pack_fn pack_b, const void *b_ctx, float beta, float *c, int64_t ldc,
+                  float *pb)
+{
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        scale_c(m, n, beta, c, ldc);
+        return;
+    }
+    gemm_job j = {.m = m, .k = k, .mp = round_up(m, MR), .alpha = alpha, .beta = beta,
+                  .pa = pa, .pb = pb, .c = c, .ldc = ldc, .pack_b = pack_b, .b_ctx = b_ctx};
+    int64_t ns_max = superblock_cols(n, k);
+    int threads = tpool_threads(pool);
+    for (j.n0 = 0; j.n0 < n; j.n0 += ns_max) {
+        j.ns = min64(ns_max, n - j.n0);
+        j.nsp = round_up(j.ns, NR);
+        int64_t kblocks = (k + KC - 1) / KC;
+        int64_t groups = (j.nsp / NR + PACK_GROUP - 1) / PACK_GROUP;
+        tpool_for(pool, kblocks * groups, 1, pack_b_range, &j);
+
+        /* Shrink the row tile until every thread has a few tiles to take. */
+        int64_t ntiles = (j.ns + NC - 1) / NC;
+        j.mc = 128;
+        while (j.mc > MR && ntiles * ((m + j.mc - 1) / j.mc) < 4 * threads) j.mc /= 2;
+        j.mtiles = (m + j.mc - 1) / j.mc;
+        tpool_for(pool, ntiles * j.mtiles, 1, compute_range, &j);
+    }
+}
+
+/* Direct loop for small products: C row by row, B rows streamed. */
+static void sgemm_small(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                        int64_t a_rs, int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs,
+                        float beta, float *c, int64_t ldc)
+{
+    for (int64_t i = 0; i < m; i++) {
+        float *cr = c + i * ldc;
+        for (int64_t j = 0; j < n; j++) cr[j] = beta == 0.0f ? 0.0f : beta * cr[j];
+        for (int64_t p = 0; p < k; p++) {
+            float av = alpha * a[i * a_rs + p * a_cs];
+            const float *br = b + p * b_rs;
+            if (b_cs == 1)
+                for (int64_t j = 0; j < n; j++) cr[j] += av * br[j];
+            else
+                for (int64_t j = 0; j < n; j++) cr[j] += av * br[j * b_cs];
+        }
+    }
+}
+
+void sgemm(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+           int64_t a_rs, int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs, float beta,
+           float *c, int64_t ldc, float *work)
+{
+    if (m <= 0 || n <= 0) return;
+    if (sgemm_is_small(m, n, k)) {
+        sgemm_small(m, n, k, alpha, a, a_rs, a_cs, b, b_rs, b_cs, beta, c, ldc);
+        return;
+    }
+    float *pa = work, *pb = work + sgemm_pa_floats(m, k);
+    sgemm_pack_a(pool, m, k, a, a_rs, a_cs, pa);
+    sgemm_view v = {b, b_rs, b_cs};
+    sgemm_packed(pool, m, n, k, alpha, pa, sgemm_pack_view, &v, beta, c, ldc, pb);
+}

@@ -1,0 +1,87 @@
+/*
+ * The float32 matrix multiply every heavy kernel rests on (MatMul, Gemm,
+ * Conv through im2col, ConvTranspose through col2im):
+ *
+ *     C[m x n] = alpha * A[m x k] * B[k x n] + beta * C
+ *
+ * It follows the GotoBLAS/BLIS design. A is packed once into row panels of
+ * SGEMM_MR rows, B into column panels of SGEMM_NR columns, both cut into
+ * blocks of SGEMM_KC along k, so the micro-kernel reads both operands
+ * sequentially. B is packed one "superblock" of columns at a time (sized to
+ * stay in cache) through a callback, which lets Conv write its im2col matrix
+ * straight into packed form without materialising it.
+ *
+ * The micro-kernel is plain C that gcc -O3 turns into SSE2 mulps/addps with
+ * no shuffles: a 4x8 tile of accumulators held in 8 xmm registers, updated
+ * per k from two 4-wide loads of B and four loads of A. For the latter to be
+ * plain loads, packed A stores every element SGEMM_LANES times (a broadcast
+ * done once at packing time instead of once per use). Packing and compute
+ * are each split over the thread pool.
+ *
+ * The caller owns all memory: sgemm_pa_floats()/sgemm_pb_floats() size the
+ * two packing buffers (kernels take them from op_scratch once per call and
+ * reuse them across batch items and groups).
+ */
+#ifndef TERN_OPS_LINALG_GEMM_H
+#define TERN_OPS_LINALG_GEMM_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "core/tpool.h"
+
+#define SGEMM_MR 4
+#define SGEMM_NR 8
+#define SGEMM_KC 256
+#define SGEMM_LANES 4 /* floats per SSE register */
+
+/* Packs rows [k0, k0+kc) and columns [n0, n0+nc) of B into dst as
+ * ceil(nc / SGEMM_NR) panels, panel p at dst + p*kc*SGEMM_NR holding element
+ * (k, n0 + p*SGEMM_NR + j) at [k*SGEMM_NR + j]; columns past nc are zero.
+ * n0 is a multiple of SGEMM_NR. Called concurrently on disjoint ranges. */
+typedef void (*sgemm_pack_fn)(const void *ctx, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
+                              float *dst);
+
+/* A plain matrix as B: element (k, n) at p[k*rs + n*cs]. */
+typedef struct sgemm_view {
+    const float *p;
+    int64_t rs, cs;
+} sgemm_view;
+void sgemm_pack_view(const void *view, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
+                     float *dst);
+
+/* Buffer sizes, in floats, for packed A (all of it) and packed B (one
+ * superblock). */
+size_t sgemm_pa_floats(int64_t m, int64_t k);
+size_t sgemm_pb_floats(int64_t n, int64_t k);
+
+/* Packs A (element (i, k) at a[i*rs + k*cs]) into pa. */
+void sgemm_pack_a(tpool *pool, int64_t m, int64_t k, const float *a, int64_t rs, int64_t cs,
+                  float *pa);
+
+/* C = alpha * A * B + beta * C with A packed by sgemm_pack_a and B supplied
+ * through pack_b; pb is the B buffer (sgemm_pb_floats(n, k)). With beta == 0
+ * C is only written (it may hold garbage). */
+void sgemm_packed(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, const float *pa,
+                  sgemm_pack_fn pack_b, const void *b_ctx, float beta, float *c, int64_t ldc,
+                  float *pb);
+
+/* Below this many multiply-adds sgemm() runs a direct loop: it then needs
+ * no workspace and may run on any thread with pool == NULL. */
+#define SGEMM_SMALL_FLOPS (16 * 1024)
+static inline int sgemm_is_small(int64_t m, int64_t n, int64_t k)
+{
+    return m * n * k <= SGEMM_SMALL_FLOPS || k == 0;
+}
+
+/* Workspace (floats) for sgemm(): packed A plus one B superblock. */
+size_t sgemm_work_floats(int64_t m, int64_t n, int64_t k);
+
+/* The whole operation on plain strided matrices: A (i, k) at a[i*a_rs + k*a_cs],
+ * B (k, j) at b[k*b_rs + j*b_cs], C row-major with row stride ldc. Small
+ * problems run a direct loop; others pack into work (sgemm_work_floats). */
+void sgemm(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+           int64_t a_rs, int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs, float beta,
+           float *c, int64_t ldc, float *work);
+
+#endif
