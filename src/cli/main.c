@@ -42,6 +42,8 @@ static int usage(FILE *f)
                "           [--threads T] [--repeat N]\n"
                "      run the model; write DIR/<output>.npy for every output (default DIR: .);\n"
                "      with --repeat N, time N runs after one warm-up and print JSON stats last\n"
+               "  tern ops\n"
+               "      list every operator tern implements: domain, op, opset versions\n"
                "  tern version\n",
             TERN_VERSION);
     return f == stderr ? 2 : 0;
@@ -344,12 +346,22 @@ out:
     return rc;
 }
 
+static void print_op(const op_def *d, void *arg)
+{
+    (void)arg;
+    printf("%-24s %-28s %d-%d\n", *d->domain ? d->domain : "ai.onnx", d->op_type, d->since, d->until);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) return usage(stderr);
     const char *cmd = argv[1];
     if (!strcmp(cmd, "check")) return cmd_check(argc - 2, argv + 2);
     if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "ops")) {
+        op_foreach(print_op, NULL);
+        return 0;
+    }
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("tern %s\n", TERN_VERSION);
         return 0;

@@ -103,6 +103,8 @@ typedef struct op_def {
 const op_def *op_lookup(const char *domain, const char *op_type, int64_t opset);
 /* True if any version of the op is known (to tell "unknown op" from "opset"). */
 bool op_known(const char *domain, const char *op_type);
+/* Calls fn for every registry entry. */
+void op_foreach(void (*fn)(const op_def *d, void *arg), void *arg);
 /* Highest opset of a domain tern implements ("" -> ai.onnx), or -1. */
 int op_domain_max_opset(const char *domain);
 

@@ -23,10 +23,12 @@ extern const op_def ops_quant[];
 extern const op_def ops_image[];
 extern const op_def ops_signal[];
 extern const op_def ops_text[];
+extern const op_def ops_random[];
 
 static const op_def *const tables[] = {
     ops_elementwise, ops_linalg, ops_conv,  ops_pool, ops_reduce, ops_norm,   ops_shape, ops_gather,
     ops_control,     ops_sequence, ops_rnn, ops_quant, ops_image, ops_signal, ops_text,
+    ops_random,
 };
 
 static const char *canon(const char *domain)
@@ -63,4 +65,10 @@ int op_domain_max_opset(const char *domain)
     if (strcmp(domain, "ai.onnx.ml") == 0) return 3;
     if (strcmp(domain, "ai.onnx.preview.training") == 0) return 1;
     return -1;
+}
+
+void op_foreach(void (*fn)(const op_def *d, void *arg), void *arg)
+{
+    for (size_t t = 0; t < sizeof tables / sizeof *tables; t++)
+        for (const op_def *d = tables[t]; d->op_type; d++) fn(d, arg);
 }
