@@ -86,6 +86,13 @@ static uint64_t sat_u64(double v)
     return (uint64_t)v;
 }
 
+/* Clamps v to [lo, hi] after the NaN and int64 saturation above. */
+static int64_t clamp_i(double v, int64_t lo, int64_t hi)
+{
+    int64_t x = sat_i64(v);
+    return x < lo ? lo : x > hi ? hi : x;
+}
+
 void dtype_set_f64(tern_dtype dt, void *d, int64_t i, double v)
 {
     switch (dt) {
@@ -93,14 +100,14 @@ void dtype_set_f64(tern_dtype dt, void *d, int64_t i, double v)
     case TERN_DOUBLE: ((double *)d)[i] = v; break;
     case TERN_FLOAT16: ((uint16_t *)d)[i] = f32_to_f16((float)v); break;
     case TERN_BFLOAT16: ((uint16_t *)d)[i] = f32_to_bf16((float)v); break;
-    case TERN_INT8: ((int8_t *)d)[i] = (int8_t)sat_i64(v); break;
-    case TERN_INT16: ((int16_t *)d)[i] = (int16_t)sat_i64(v); break;
-    case TERN_INT32: ((int32_t *)d)[i] = (int32_t)sat_i64(v); break;
+    case TERN_INT8: ((int8_t *)d)[i] = (int8_t)clamp_i(v, INT8_MIN, INT8_MAX); break;
+    case TERN_INT16: ((int16_t *)d)[i] = (int16_t)clamp_i(v, INT16_MIN, INT16_MAX); break;
+    case TERN_INT32: ((int32_t *)d)[i] = (int32_t)clamp_i(v, INT32_MIN, INT32_MAX); break;
     case TERN_INT64: ((int64_t *)d)[i] = sat_i64(v); break;
-    case TERN_UINT8: ((uint8_t *)d)[i] = (uint8_t)sat_u64(v); break;
-    case TERN_UINT16: ((uint16_t *)d)[i] = (uint16_t)sat_u64(v); break;
-    case TERN_UINT32: ((uint32_t *)d)[i] = (uint32_t)sat_u64(v); break;
-    case TERN_UINT64: ((uint64_t *)d)[i] = sat_u64(v); break;
+    case TERN_UINT8: ((uint8_t *)d)[i] = (uint8_t)clamp_i(v, 0, UINT8_MAX); break;
+    case TERN_UINT16: ((uint16_t *)d)[i] = (uint16_t)clamp_i(v, 0, UINT16_MAX); break;
+    case TERN_UINT32: ((uint32_t *)d)[i] = (uint32_t)clamp_i(v, 0, UINT32_MAX); break;
+    case TERN_UINT64: ((uint64_t *)d)[i] = v <= 0 || isnan(v) ? 0 : sat_u64(v); break;
     case TERN_BOOL: ((uint8_t *)d)[i] = v != 0; break;
     default: break;
     }

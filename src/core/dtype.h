@@ -79,8 +79,9 @@ static inline uint16_t f32_to_bf16(float f)
     return (uint16_t)(x >> 16);
 }
 
-/* Reads element i of a numeric buffer of type dt as double / writes one. Slow
- * generic path for kernels that are not type-specialised (casts, tests). */
+/* Reads element i of a numeric buffer of type dt as double / writes one,
+ * saturating to the target type's range (NaN becomes 0). Slow generic path
+ * for kernels that are not type-specialised. */
 double dtype_get_f64(tern_dtype dt, const void *data, int64_t i);
 void dtype_set_f64(tern_dtype dt, void *data, int64_t i, double v);
 int64_t dtype_get_i64(tern_dtype dt, const void *data, int64_t i);

@@ -124,7 +124,12 @@ static void test_saturating_casts(void **state)
     (void)state;
     int8_t i8;
     dtype_set_f64(TERN_INT8, &i8, 0, 1e9);
-    assert_int_equal(i8, 0); /* 1e9 saturates to int64, then wraps to its low byte: no UB */
+    assert_int_equal(i8, 127); /* saturates to the type's range: no UB */
+    dtype_set_f64(TERN_INT8, &i8, 0, -1e9);
+    assert_int_equal(i8, -128);
+    uint8_t u8;
+    dtype_set_f64(TERN_UINT8, &u8, 0, -3.0);
+    assert_int_equal(u8, 0);
     int64_t i64;
     dtype_set_f64(TERN_INT64, &i64, 0, NAN);
     assert_int_equal(i64, 0);
