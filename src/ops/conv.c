@@ -5,16 +5,19 @@
  * float32 Conv is a GEMM per (image, group): Y_g[M/g x P] = W_g[M/g x K] *
  * cols[K x P], K = C/g * kernel size, P = output positions. The im2col
  * matrix is never stored: its packer writes each block straight into the
- * SGEMM's packed-B layout (im2col_pack). A 1x1 stride-1 unpadded conv reads
- * X as B directly, and depthwise convs (one input channel per group) run a
- * direct loop instead, since their GEMMs would be 1 row tall.
+ * SGEMM's packed-B layout (im2col_pack); a 1x1 stride-1 unpadded conv reads
+ * X as B directly. SGEMM's packed A repeats every element 4 times, which is
+ * cheap for the weights of a batch but not for the big weights of deep
+ * layers at batch 1: there conv_f32_swapped computes Y_g^T = cols^T W_g^T
+ * instead, so the small operand is the replicated one. Depthwise convs (one
+ * input channel per group) run a direct loop, with the 3x3 case unrolled.
  *
  * float32 ConvTranspose is the transpose: cols[M/g*kernel x P_in] =
  * W_g^T * X_g by SGEMM, then col2im scatters cols into Y.
  *
  * Every other type (double, float16, the integer forms) goes through the
- * reference loops conv_ref / conv_transpose_ref, which accumulate in double:
- * exact for the 8-bit integer forms, whose products are small integers.
+ * reference loops conv_ref / convt_ref, which accumulate in double: exact
+ * for the 8-bit integer forms, whose products are small integers.
  */
 #include <math.h>
 #include <string.h>
@@ -37,8 +40,7 @@ static tern_status *conv_shape_make(op_ctx *c, const tern_tensor *x, const tern_
     if (x->kind != TENSOR_DENSE || w->kind != TENSOR_DENSE)
         return op_error(c, "inputs must be tensors");
     if (x->rank < 3) return op_error(c, "X must be [N, C, spatial...], got rank %d", x->rank);
-    if (w->rank != x->rank)
-        return op_error(c, "W has rank %d, X has rank %d", w->rank, x->rank);
+    if (w->rank != x->rank) return op_error(c, "W has rank %d, X has rank %d", w->rank, x->rank);
     s->n = x->dims[0];
     s->c = x->dims[1];
     s->m = w->dims[0];
@@ -86,74 +88,141 @@ typedef struct im2col_ctx {
     const conv_geom *g;
 } im2col_ctx;
 
+/* Columns [n0, n0+nc) of im2col row `row` (input channel, kernel offset)
+ * into out[0..nc): the input each output position reads, 0 in the padding. */
+static void im2col_row(const im2col_ctx *ctx, int64_t row, int64_t n0, int64_t nc, float *out)
+{
+    const conv_geom *g = ctx->g;
+    int last = g->nsp - 1;
+    int64_t ci = row / g->k_size, kr = row % g->k_size;
+    int64_t koff[CONV_MAX_SP], o[CONV_MAX_SP], pos = n0;
+    for (int d = last; d >= 0; d--) {
+        koff[d] = kr % g->k[d] * g->dil[d] - g->pad0[d];
+        kr /= g->k[d];
+        o[d] = pos % g->out[d];
+        pos /= g->out[d];
+    }
+    const float *xc = ctx->x + ci * g->in_size;
+    int64_t s = g->stride[last], in = g->in[last], off = koff[last];
+    for (int64_t j = 0; j < nc;) {
+        /* A run of output positions along the last dimension: inputs
+         * (o+r)*s + off, valid for r in [lo, hi). */
+        int64_t run = g->out[last] - o[last];
+        if (run > nc - j) run = nc - j;
+        bool ok = true;
+        int64_t base = 0;
+        for (int d = 0; d < last; d++) {
+            int64_t i = o[d] * g->stride[d] + koff[d];
+            ok = ok && i >= 0 && i < g->in[d];
+            base = base * g->in[d] + i;
+        }
+        int64_t first = o[last] * s + off, lo = 0, hi = 0;
+        if (ok) {
+            lo = first < 0 ? (-first + s - 1) / s : 0;
+            hi = in - 1 - first < 0 ? 0 : (in - 1 - first) / s + 1;
+            if (hi > run) hi = run;
+            if (lo > hi) lo = hi;
+        }
+        const float *xr = xc + (ok ? base * in : 0);
+        float *dst = out + j;
+        int64_t r = 0;
+        for (; r < lo; r++) dst[r] = 0.0f;
+        if (s == 1)
+            for (; r < hi; r++) dst[r] = xr[first + r];
+        else
+            for (; r < hi; r++) dst[r] = xr[first + r * s];
+        for (; r < run; r++) dst[r] = 0.0f;
+        j += run;
+        o[last] += run;
+        for (int d = last; d > 0 && o[d] == g->out[d]; d--) {
+            o[d] = 0;
+            o[d - 1]++;
+        }
+    }
+}
+
+/* sgemm_pack_fn: im2col rows built in a small buffer, then dealt into the
+ * NR-column panels. */
 static void im2col_pack(const void *vctx, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
                         float *dst)
 {
-    const im2col_ctx *ctx = vctx;
-    const conv_geom *g = ctx->g;
-    int last = g->nsp - 1;
-    uint64_t ncp = (uint64_t)(nc + SGEMM_NR - 1) / SGEMM_NR * SGEMM_NR, panel = (uint64_t)kc * SGEMM_NR;
-    int64_t s = g->stride[last], in = g->in[last];
-    for (int64_t kk = 0; kk < kc; kk++) {
-        int64_t row = k0 + kk, ci = row / g->k_size, kr = row % g->k_size;
-        int64_t koff[CONV_MAX_SP], o[CONV_MAX_SP], pos = n0;
-        for (int d = last; d >= 0; d--) {
-            koff[d] = kr % g->k[d] * g->dil[d] - g->pad0[d];
-            kr /= g->k[d];
-            o[d] = pos % g->out[d];
-            pos /= g->out[d];
+    enum { CHUNK = 16 * SGEMM_NR };
+    float buf[CHUNK];
+    for (int64_t c0 = 0; c0 < nc; c0 += CHUNK) {
+        int64_t w = nc - c0 < CHUNK ? nc - c0 : CHUNK;
+        int64_t wp = (w + SGEMM_NR - 1) / SGEMM_NR * SGEMM_NR;
+        float *d0 = dst + c0 * kc;
+        for (int64_t kk = 0; kk < kc; kk++) {
+            im2col_row(vctx, k0 + kk, n0 + c0, w, buf);
+            for (int64_t j = w; j < wp; j++) buf[j] = 0.0f;
+            float *d = d0 + kk * SGEMM_NR;
+            for (int64_t p = 0; p < wp; p += SGEMM_NR, d += kc * SGEMM_NR)
+                for (int l = 0; l < SGEMM_NR; l++) d[l] = buf[p + l];
         }
-        const float *xc = ctx->x + ci * g->in_size;
-        float *drow = dst + kk * SGEMM_NR;
-#define PUT(jj, v) drow[(uint64_t)(jj) / SGEMM_NR * panel + (uint64_t)(jj) % SGEMM_NR] = (v)
-        int64_t j = 0, off = koff[last];
-        while (j < nc) {
-            /* A run of output positions along the last dimension: inputs
-             * (o+r)*s + off, valid for r in [lo, hi). */
-            int64_t run = g->out[last] - o[last];
-            if (run > nc - j) run = nc - j;
-            bool ok = true;
-            int64_t base = 0;
-            for (int d = 0; d < last; d++) {
-                int64_t i = o[d] * g->stride[d] + koff[d];
-                ok = ok && i >= 0 && i < g->in[d];
-                base = base * g->in[d] + i;
-            }
-            int64_t first = o[last] * s + off, lo = 0, hi = 0;
-            if (ok) {
-                lo = first < 0 ? (-first + s - 1) / s : 0;
-                hi = in - 1 - first < 0 ? 0 : (in - 1 - first) / s + 1;
-                if (hi > run) hi = run;
-                if (lo > hi) lo = hi;
-            }
-            const float *xr = xc + (ok ? base * in : 0);
-            int64_t r = 0;
-            for (; r < lo; r++) PUT(j + r, 0.0f);
-            if (s == 1)
-                for (; r < hi; r++) PUT(j + r, xr[first + r]);
-            else
-                for (; r < hi; r++) PUT(j + r, xr[first + r * s]);
-            for (; r < run; r++) PUT(j + r, 0.0f);
-            j += run;
-            o[last] += run;
-            for (int d = last; d > 0 && o[d] == g->out[d]; d--) {
-                o[d] = 0;
-                o[d - 1]++;
-            }
-        }
-        for (; (uint64_t)j < ncp; j++) PUT(j, 0.0f);
-#undef PUT
     }
 }
 
 /* Depthwise conv, 2-D (1-D promoted): output channel m reads input channel
- * m / mult with its own k x k filter. Items are (image, output channel). */
+ * m / mult with its own filter. Items are (image, output channel). */
 typedef struct dw_job {
     const float *x, *w, *b;
     float *y;
-    conv_geom g; /* 2-D */
+    const float *zero; /* a row of in[1] zeros standing in for padding rows */
+    conv_geom g;       /* 2-D */
     int64_t c, m, mult;
 } dw_job;
+
+/* The common 3x3 undilated filter: every output is nine multiply-adds over
+ * three input rows (a padding row reads the zero row); the interior columns
+ * need no bounds checks and vectorise. */
+static void dw3x3_plane(const dw_job *j, const float *xp, const float *wp, float bias, float *yp)
+{
+    const conv_geom *g = &j->g;
+    int64_t H = g->in[0], W = g->in[1], OH = g->out[0], OW = g->out[1];
+    int64_t sh = g->stride[0], sw = g->stride[1], pw = g->pad0[1];
+    /* interior: 0 <= ow*sw - pw and ow*sw - pw + 2 < W */
+    int64_t lo = (pw + sw - 1) / sw, hi = W - 3 + pw < 0 ? 0 : (W - 3 + pw) / sw + 1;
+    if (lo > OW) lo = OW;
+    if (hi > OW) hi = OW;
+    if (hi < lo) hi = lo;
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const float *r[3];
+        for (int kh = 0; kh < 3; kh++) {
+            int64_t ih = oh * sh - g->pad0[0] + kh;
+            r[kh] = ih >= 0 && ih < H ? xp + ih * W : j->zero;
+        }
+        float *yr = yp + oh * OW;
+        for (int64_t ow = 0; ow < OW; ow++) {
+            if (ow == lo) ow = hi; /* skip the interior */
+            if (ow >= OW) break;
+            float acc = bias;
+            for (int kw = 0; kw < 3; kw++) {
+                int64_t iw = ow * sw - pw + kw;
+                if (iw < 0 || iw >= W) continue;
+                acc += wp[kw] * r[0][iw] + wp[3 + kw] * r[1][iw] + wp[6 + kw] * r[2][iw];
+            }
+            yr[ow] = acc;
+        }
+        const float *r0 = r[0], *r1 = r[1], *r2 = r[2];
+        float w0 = wp[0], w1 = wp[1], w2 = wp[2], w3 = wp[3], w4 = wp[4], w5 = wp[5];
+        float w6 = wp[6], w7 = wp[7], w8 = wp[8];
+        if (sw == 1) {
+            for (int64_t ow = lo; ow < hi; ow++) {
+                int64_t c0 = ow - pw;
+                yr[ow] = bias + w0 * r0[c0] + w1 * r0[c0 + 1] + w2 * r0[c0 + 2] + w3 * r1[c0] +
+                         w4 * r1[c0 + 1] + w5 * r1[c0 + 2] + w6 * r2[c0] + w7 * r2[c0 + 1] +
+                         w8 * r2[c0 + 2];
+            }
+        } else {
+            for (int64_t ow = lo; ow < hi; ow++) {
+                int64_t c0 = ow * sw - pw;
+                yr[ow] = bias + w0 * r0[c0] + w1 * r0[c0 + 1] + w2 * r0[c0 + 2] + w3 * r1[c0] +
+                         w4 * r1[c0 + 1] + w5 * r1[c0 + 2] + w6 * r2[c0] + w7 * r2[c0 + 1] +
+                         w8 * r2[c0 + 2];
+            }
+        }
+    }
+}
 
 static void dw_range(void *arg, int64_t begin, int64_t end)
 {
@@ -161,10 +230,15 @@ static void dw_range(void *arg, int64_t begin, int64_t end)
     const conv_geom *g = &j->g;
     int64_t H = g->in[0], W = g->in[1], OH = g->out[0], OW = g->out[1];
     int64_t KH = g->k[0], KW = g->k[1], sh = g->stride[0], sw = g->stride[1];
+    bool k3 = KH == 3 && KW == 3 && g->dil[0] == 1 && g->dil[1] == 1;
     for (int64_t it = begin; it < end; it++) {
         int64_t n = it / j->m, m = it % j->m;
         const float *xp = j->x + (n * j->c + m / j->mult) * H * W, *wp = j->w + m * KH * KW;
         float *yp = j->y + it * OH * OW, bias = j->b ? j->b[m] : 0.0f;
+        if (k3) {
+            dw3x3_plane(j, xp, wp, bias, yp);
+            continue;
+        }
         for (int64_t oh = 0; oh < OH; oh++) {
             float *yr = yp + oh * OW;
             for (int64_t ow = 0; ow < OW; ow++) yr[ow] = bias;
@@ -179,16 +253,53 @@ static void dw_range(void *arg, int64_t begin, int64_t end)
                     int64_t lo = off < 0 ? (-off + sw - 1) / sw : 0;
                     int64_t hi = W - 1 - off < 0 ? 0 : (W - 1 - off) / sw + 1;
                     if (hi > OW) hi = OW;
-                    if (sw == 1) {
-                        const float *xs = xr + off;
-                        for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xs[ow];
-                    } else {
-                        for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow * sw + off];
-                    }
+                    for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow * sw + off];
                 }
             }
         }
     }
+}
+
+typedef struct im2col_job {
+    im2col_ctx ctx;
+    int64_t p;  /* columns */
+    float *col; /* K x P */
+} im2col_job;
+
+static void im2col_rows(void *arg, int64_t begin, int64_t end)
+{
+    const im2col_job *j = arg;
+    for (int64_t r = begin; r < end; r++) im2col_row(&j->ctx, r, 0, j->p, j->col + r * j->p);
+}
+
+/* Conv with the operands swapped (see conv_f32): per image and group, the
+ * im2col matrix (or X itself when pointwise) is packed as A, transposed, and
+ * W_g^T streams as B; the product lands transposed, i.e. straight in Y. */
+static tern_status *conv_f32_swapped(op_ctx *c, const conv_shape *s, bool pointwise, const float *x,
+                                     const float *w, const float *b, float *y)
+{
+    const conv_geom *g = &s->g;
+    int64_t P = g->out_size, K = s->cg * g->k_size;
+    size_t pa_n = sgemm_pa_floats(P, K), pb_n = sgemm_pb_floats(s->mg, K);
+    float *pa, *pb, *col;
+    TERN_TRY(op_scratch(c, (pa_n + pb_n + (pointwise ? 0 : (size_t)(K * P))) * sizeof(float),
+                        (void **)&pa));
+    pb = pa + pa_n;
+    col = pb + pb_n;
+    for (int64_t n = 0; n < s->n; n++)
+        for (int64_t gi = 0; gi < s->group; gi++) {
+            const float *xg = x + (n * s->c + gi * s->cg) * g->in_size;
+            if (!pointwise) {
+                im2col_job j = {{xg, g}, P, col};
+                tpool_for(c->pool, K, 4, im2col_rows, &j);
+                xg = col;
+            }
+            sgemm_pack_a(c->pool, P, K, xg, 1, P, pa);
+            sgemm_view wt = {w + gi * s->mg * K, 1, K};
+            sgemm_out o = {y + (n * s->m + gi * s->mg) * P, P, true, b ? b + gi * s->mg : NULL};
+            sgemm_packed(c->pool, P, s->mg, K, 1.0f, pa, sgemm_pack_view, &wt, 0.0f, &o, pb);
+        }
+    return NULL;
 }
 
 static tern_status *conv_f32(op_ctx *c, const conv_shape *s, const float *x, const float *w,
@@ -202,14 +313,28 @@ static tern_status *conv_f32(op_ctx *c, const conv_shape *s, const float *x, con
         return NULL;
     }
     if (s->cg == 1 && s->mg >= 1 && g->nsp <= 2 && s->group > 1) {
-        dw_job j = {x, w, b, y, {0}, s->c, s->m, s->mg};
+        dw_job j = {x, w, b, y, NULL, {0}, s->c, s->m, s->mg};
         conv_geom_as_2d(g, &j.g);
+        float *zero;
+        TERN_TRY(op_scratch(c, (size_t)(j.g.in[1] + 1) * sizeof(float), (void **)&zero));
+        memset(zero, 0, (size_t)j.g.in[1] * sizeof(float));
+        j.zero = zero;
         tpool_for(c->pool, s->n * s->m, 1, dw_range, &j);
         return NULL;
     }
     bool pointwise = true;
     for (int d = 0; d < g->nsp; d++)
         if (g->k[d] != 1 || g->stride[d] != 1 || g->pad0[d] || g->pad1[d]) pointwise = false;
+
+    /* Packed A is every weight repeated SGEMM_LANES times, once per call;
+     * packed B is the im2col matrix, once per image. When the weights
+     * outweigh the images (deep layers at small batch), swap the operands:
+     * Y_g^T = cols^T * W_g^T, so the replicated side is the small one. */
+    double lanes = SGEMM_LANES, imgs = (double)s->n;
+    double normal = lanes * (double)(s->m * K) + imgs * (double)(s->group * K * P);
+    double swapped =
+        imgs * (double)s->group * ((lanes + !pointwise) * (double)(K * P) + (double)(K * s->mg));
+    if (swapped < normal) return conv_f32_swapped(c, s, pointwise, x, w, b, y);
 
     size_t pa_n = sgemm_pa_floats(s->mg, K);
     float *pa, *pb;
@@ -220,21 +345,13 @@ static tern_status *conv_f32(op_ctx *c, const conv_shape *s, const float *x, con
         sgemm_pack_a(c->pool, s->mg, K, w + gi * s->mg * K, K, 1, pa + pa_n * (size_t)gi);
     for (int64_t n = 0; n < s->n; n++)
         for (int64_t gi = 0; gi < s->group; gi++) {
-            float *yg = y + (n * s->m + gi * s->mg) * P;
             const float *xg = x + (n * s->c + gi * s->cg) * g->in_size;
-            if (b)
-                for (int64_t m = 0; m < s->mg; m++)
-                    for (int64_t p = 0; p < P; p++) yg[m * P + p] = b[gi * s->mg + m];
-            float beta = b ? 1.0f : 0.0f;
-            if (pointwise) {
-                sgemm_view v = {xg, P, 1};
-                sgemm_packed(c->pool, s->mg, P, K, 1.0f, pa + pa_n * (size_t)gi,
-                             sgemm_pack_view, &v, beta, yg, P, pb);
-            } else {
-                im2col_ctx ic = {xg, g};
-                sgemm_packed(c->pool, s->mg, P, K, 1.0f, pa + pa_n * (size_t)gi, im2col_pack,
-                             &ic, beta, yg, P, pb);
-            }
+            sgemm_out o = {y + (n * s->m + gi * s->mg) * P, P, false, b ? b + gi * s->mg : NULL};
+            sgemm_view v = {xg, P, 1};
+            im2col_ctx ic = {xg, g};
+            sgemm_packed(c->pool, s->mg, P, K, 1.0f, pa + pa_n * (size_t)gi,
+                         pointwise ? sgemm_pack_view : im2col_pack,
+                         pointwise ? (const void *)&v : (const void *)&ic, 0.0f, &o, pb);
         }
     return NULL;
 }
@@ -319,7 +436,10 @@ static tern_status *op_conv(op_ctx *c)
 
 /* ---- ConvInteger, QLinearConv ------------------------------------------------ */
 
-static bool is_q8(tern_dtype dt) { return dt == TERN_UINT8 || dt == TERN_INT8; }
+static bool is_q8(tern_dtype dt)
+{
+    return dt == TERN_UINT8 || dt == TERN_INT8;
+}
 
 /* A zero point or scale: absent (NULL), a scalar, or (per_ok) one per
  * output channel. */
@@ -458,13 +578,14 @@ static tern_status *convt_shape_make(op_ctx *c, const tern_tensor *x, const tern
             s->pad0[d] = valid ? 0 : pads[d];
             out = full - s->pad0[d] - (valid ? 0 : pads[d + n]);
         }
-        if (out < 0 || in < 0) return op_error(c, "output size %lld is invalid", (long long)out);
+        if (out < 0 || out > (INT64_C(1) << 40))
+            return op_error(c, "output size %lld is invalid", (long long)out);
         s->in[d] = in;
         s->out[d] = out;
         s->k[d] = k;
-        s->in_size *= in;
-        s->out_size *= out;
-        s->k_size *= k;
+        if (!conv_mul_ok(&s->in_size, in) || !conv_mul_ok(&s->out_size, out) ||
+            !conv_mul_ok(&s->k_size, k))
+            return op_error(c, "geometry overflows");
     }
     return NULL;
 }
@@ -522,10 +643,10 @@ static tern_status *convt_f32(op_ctx *c, const convt_shape *s, const float *x, c
     if (s->n == 0 || R == 0 || Pin == 0 || s->cg == 0 || P == 0) return NULL;
     size_t pa_n = sgemm_pa_floats(R, s->cg);
     float *pa, *pb, *col;
-    TERN_TRY(op_scratch(c,
-                        (pa_n * (size_t)s->group + sgemm_pb_floats(Pin, s->cg) +
-                         (size_t)(R * Pin)) * sizeof(float),
-                        (void **)&pa));
+    TERN_TRY(op_scratch(
+        c,
+        (pa_n * (size_t)s->group + sgemm_pb_floats(Pin, s->cg) + (size_t)(R * Pin)) * sizeof(float),
+        (void **)&pa));
     pb = pa + pa_n * (size_t)s->group;
     col = pb + sgemm_pb_floats(Pin, s->cg);
     for (int64_t gi = 0; gi < s->group; gi++) /* A = W_g^T: (r, ci) at W[(g*cg + ci)*R + r] */
@@ -533,8 +654,9 @@ static tern_status *convt_f32(op_ctx *c, const convt_shape *s, const float *x, c
     for (int64_t n = 0; n < s->n; n++)
         for (int64_t gi = 0; gi < s->group; gi++) {
             sgemm_view v = {x + (n * s->c + gi * s->cg) * Pin, Pin, 1};
-            sgemm_packed(c->pool, R, Pin, s->cg, 1.0f, pa + pa_n * (size_t)gi, sgemm_pack_view,
-                         &v, 0.0f, col, Pin, pb);
+            sgemm_out o = {col, Pin, false, NULL};
+            sgemm_packed(c->pool, R, Pin, s->cg, 1.0f, pa + pa_n * (size_t)gi, sgemm_pack_view, &v,
+                         0.0f, &o, pb);
             col2im_job j = {s, col, y + (n * s->m + gi * s->mg) * P};
             tpool_for(c->pool, s->mg, 1, col2im_range, &j);
         }
@@ -559,8 +681,8 @@ static tern_status *convt_ref(op_ctx *c, const convt_shape *s, const tern_tensor
                         int64_t q = p, r = kp, oo = 0, mul = 1;
                         bool ok = true;
                         for (int64_t d = nsp - 1; d >= 0; d--) {
-                            int64_t o = q % s->in[d] * s->stride[d] + r % s->k[d] * s->dil[d] -
-                                        s->pad0[d];
+                            int64_t o =
+                                q % s->in[d] * s->stride[d] + r % s->k[d] * s->dil[d] - s->pad0[d];
                             q /= s->in[d];
                             r /= s->k[d];
                             ok = ok && o >= 0 && o < s->out[d];

@@ -3,6 +3,13 @@
 
 #include <string.h>
 
+bool conv_mul_ok(int64_t *acc, int64_t v)
+{
+    if (v < 0 || (v > 0 && *acc > INT64_MAX / v)) return false;
+    *acc *= v;
+    return true;
+}
+
 tern_status *conv_ints_attr(const op_ctx *c, const char *name, int n, int64_t dflt, int64_t lo,
                             int64_t *v)
 {
@@ -14,7 +21,7 @@ tern_status *conv_ints_attr(const op_ctx *c, const char *name, int n, int64_t df
     }
     if (na != n) return op_error(c, "attribute '%s' has %d values, expected %d", name, na, n);
     for (int i = 0; i < n; i++) {
-        if (a[i] < lo || a[i] > (INT64_C(1) << 40))
+        if (a[i] < lo || a[i] > (INT64_C(1) << 24))
             return op_error(c, "attribute '%s' value %lld is out of range", name, (long long)a[i]);
         v[i] = a[i];
     }
@@ -60,9 +67,9 @@ tern_status *conv_geom_make(const op_ctx *c, const tern_tensor *x, const int64_t
             if (ceil_mode && !valid && (out - 1) * s >= in + g->pad0[d]) out--;
         }
         g->out[d] = out;
-        g->in_size *= in;
-        g->out_size *= out;
-        g->k_size *= k;
+        if (!conv_mul_ok(&g->in_size, in) || !conv_mul_ok(&g->out_size, out) ||
+            !conv_mul_ok(&g->k_size, k))
+            return op_error(c, "window geometry overflows");
     }
     return NULL;
 }

@@ -33,6 +33,9 @@ tern_status *conv_geom_make(const op_ctx *c, const tern_tensor *x, const int64_t
 tern_status *conv_ints_attr(const op_ctx *c, const char *name, int n, int64_t dflt, int64_t lo,
                             int64_t *v);
 
+/* *acc *= v unless v is negative or the product overflows (then false). */
+bool conv_mul_ok(int64_t *acc, int64_t v);
+
 /* The same geometry with a unit leading dimension when nsp == 1, so 2-D
  * loops serve 1-D windows too. */
 void conv_geom_as_2d(const conv_geom *g, conv_geom *g2);

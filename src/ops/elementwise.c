@@ -102,7 +102,10 @@ void ew_run(op_ctx *c, ew_loop loop, ew_args *p, int n_in, const tern_tensor *co
         ew_chunk(&j, 0, y->numel);
 }
 
-static bool is_half(tern_dtype dt) { return dt == TERN_FLOAT16 || dt == TERN_BFLOAT16; }
+static bool is_half(tern_dtype dt)
+{
+    return dt == TERN_FLOAT16 || dt == TERN_BFLOAT16;
+}
 
 static void half_to_f32(tern_dtype dt, const uint16_t *h, float *f, int64_t n)
 {
@@ -178,12 +181,17 @@ void ew_set_f64_sat(tern_dtype dt, void *data, int64_t i, double v)
     case TERN_UINT32: lo = 0, hi = UINT32_MAX; break;
     case TERN_UINT64:
         /* 2^64 is the first double above the range */
-        ((uint64_t *)data)[i] = v != v || v <= 0 ? 0 : v >= 18446744073709551616.0 ? UINT64_MAX
-                                                                                     : (uint64_t)v;
+        ((uint64_t *)data)[i] = v != v || v <= 0              ? 0
+                                : v >= 18446744073709551616.0 ? UINT64_MAX
+                                                              : (uint64_t)v;
         return;
     default: dtype_set_f64(dt, data, i, v); return; /* floats; int64 saturates already */
     }
-    dtype_set_i64(dt, data, i, v != v ? 0 : v < lo ? (int64_t)lo : v > hi ? (int64_t)hi : (int64_t)v);
+    dtype_set_i64(dt, data, i,
+                  v != v   ? 0
+                  : v < lo ? (int64_t)lo
+                  : v > hi ? (int64_t)hi
+                           : (int64_t)v);
 }
 
 tern_status *ew_bad_dtype(const op_ctx *c, tern_dtype dt)

@@ -10,11 +10,13 @@
  *
  * Inner loops are written per C type with the macros below, which give the
  * compiler a branch-free body for each of the stride cases so it can
- * vectorise them. float16 and bfloat16 have no loops of their own: ew_run
+ * vectorise them. float16 and bfloat16 have no loops of their own: ew_pick
  * wraps the float32 loop with blockwise conversion (ew_half_loop).
  */
 #ifndef TERN_OPS_ELEMENTWISE_H
 #define TERN_OPS_ELEMENTWISE_H
+
+#include <string.h>
 
 #include "ops/op.h"
 
@@ -28,7 +30,7 @@ typedef void (*ew_loop)(const ew_args *p, const void *const *x, const int64_t *s
 
 struct ew_args {
     double alpha, beta, gamma; /* op attributes */
-    int64_t i0, i1;           /* integer attributes (IsInf flags, fmod...) */
+    int64_t i0, i1;            /* integer attributes (IsInf flags, Clip bounds) */
     tern_dtype xdt[EW_MAX_IN], ydt;
     ew_loop f32; /* the float32 loop that a float16/bfloat16 wrapper calls */
 };
@@ -63,7 +65,7 @@ tern_status *ew_bad_dtype(const op_ctx *c, tern_dtype dt);
  * P the ew_args. Unary expressions read `v`; binary ones `x` and `z`. */
 
 #define EW_UNARY_FN(name, T_, UT_, Y_, expr)                                                       \
-    static void name(const ew_args *p, const void *const *x_, const int64_t *st, void *y_,        \
+    static void name(const ew_args *p, const void *const *x_, const int64_t *st, void *y_,         \
                      int64_t n)                                                                    \
     {                                                                                              \
         typedef T_ T;                                                                              \
@@ -86,7 +88,7 @@ tern_status *ew_bad_dtype(const op_ctx *c, tern_dtype dt);
     }
 
 #define EW_BINARY_FN(name, T_, UT_, Y_, expr)                                                      \
-    static void name(const ew_args *p, const void *const *x_, const int64_t *st, void *y_,        \
+    static void name(const ew_args *p, const void *const *x_, const int64_t *st, void *y_,         \
                      int64_t n)                                                                    \
     {                                                                                              \
         typedef T_ T;                                                                              \
@@ -119,6 +121,30 @@ tern_status *ew_bad_dtype(const op_ctx *c, tern_dtype dt);
             for (int64_t i = 0; i < n; i++) y[i] = r;                                              \
         }                                                                                          \
     }
+
+/* c ? a : b for float/double as a bit blend. GCC's default -ftrapping-math
+ * will not vectorise a loop whose float arithmetic feeds a ?: or sits in one
+ * of its arms (it may move the arithmetic under the branch and then cannot
+ * execute it speculatively); a blend has no branch to move it into. */
+static inline float ew_sel_f32(int c, float a, float b)
+{
+    uint32_t ua, ub, m = 0u - (uint32_t)(c != 0);
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    ua = (ua & m) | (ub & ~m);
+    memcpy(&a, &ua, sizeof a);
+    return a;
+}
+static inline double ew_sel_f64(int c, double a, double b)
+{
+    uint64_t ua, ub, m = 0u - (uint64_t)(c != 0);
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    ua = (ua & m) | (ub & ~m);
+    memcpy(&a, &ua, sizeof a);
+    return a;
+}
+#define EW_SEL(c, a, b) _Generic((a), float : ew_sel_f32, double : ew_sel_f64)((c), (a), (b))
 
 /* X(sfx, T, UT, ...) for each type family. UT is the unsigned type integer
  * arithmetic wraps in: at least `unsigned`, so that narrow operands do not

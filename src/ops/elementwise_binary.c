@@ -92,8 +92,10 @@ BIN_FLOAT(sub, x - z)
 BIN_INT(sub, (T)((UT)x - (UT)z))
 BIN_KERNEL(sub, 0, EW_TBL_NUM(sub))
 
+/* clang-format off */
 BIN_FLOAT(mul, x * z)
 BIN_INT(mul, (T)((UT)x * (UT)z))
+/* clang-format on */
 BIN_KERNEL(mul, 0, EW_TBL_NUM(mul))
 
 /* Integer Div and Mod: an error for a zero divisor anywhere in B. */
@@ -165,8 +167,7 @@ static void pow_int(const ew_args *p, const void *const *x, const int64_t *st, v
     }
 }
 
-static void pow_mixed(const ew_args *p, const void *const *x, const int64_t *st, void *y,
-                      int64_t n)
+static void pow_mixed(const ew_args *p, const void *const *x, const int64_t *st, void *y, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
         double b = dtype_get_f64(p->xdt[0], x[0], i * st[0]);
@@ -195,8 +196,7 @@ tern_status *ew_pow(op_ctx *c)
     else if ((dtype_is_int(bt) || dtype_is_float(bt)) && (dtype_is_int(et) || dtype_is_float(et)))
         f = pow_mixed;
     else
-        return op_error(c, "unsupported types %s ** %s", tern_dtype_name(bt),
-                        tern_dtype_name(et));
+        return op_error(c, "unsupported types %s ** %s", tern_dtype_name(bt), tern_dtype_name(et));
     tern_tensor *y;
     TERN_TRY(ew_out_bcast(c, 2, in, bt, &y));
     ew_run(c, f, &p, 2, in, y, true);
@@ -206,7 +206,9 @@ tern_status *ew_pow(op_ctx *c)
 /* ---- PRelu: slope broadcasts to X (unidirectional). Before opset 7 a slope
  * of C values applies along the channel axis 1. */
 
-BIN_FLOAT(prelu, x < 0 ? x * z : x)
+/* clang-format off */
+BIN_FLOAT(prelu, EW_SEL(x < 0, x * z, x))
+/* clang-format on */
 BIN_SINT(prelu, x < 0 ? (T)((UT)x * (UT)z) : x)
 BIN_UINT(prelu, ((void)z, x))
 tern_status *ew_prelu(op_ctx *c)
@@ -248,7 +250,9 @@ tern_status *ew_bitshift(op_ctx *c)
     return op_error(c, "direction must be LEFT or RIGHT, got '%s'", dir);
 }
 
+/* clang-format off */
 BIN_INT(band, (T)(x & z))
+/* clang-format on */
 BIN_KERNEL(bitwise_and, 0, EW_TBL_INT(band))
 BIN_INT(bor, (T)(x | z))
 BIN_KERNEL(bitwise_or, 0, EW_TBL_INT(bor))
@@ -326,7 +330,7 @@ static tern_status *variadic(op_ctx *c, const ew_table tbl, bool mean)
 
 tern_status *ew_sum(op_ctx *c)
 {
-    static const ew_table tbl = {EW_TBL_FLOAT(add)};
+    static const ew_table tbl = {EW_TBL_NUM(add)}; /* integers too, as runtimes accept */
     return variadic(c, tbl, false);
 }
 
@@ -351,25 +355,38 @@ tern_status *ew_min(op_ctx *c)
 /* ---- Where: copies elements by size; strings are duplicated afterwards so
  * the output owns its own. */
 
-#define WHERE_FN(name, T_)                                                                         \
-    static void name(const ew_args *p, const void *const *x, const int64_t *st, void *y_,        \
+/* Elements are moved as unsigned integers of their size, picked with a mask
+ * so that the dense loop vectorises. */
+#define WHERE_FN(name, T)                                                                          \
+    static void name(const ew_args *p, const void *const *x, const int64_t *st, void *y_,          \
                      int64_t n)                                                                    \
     {                                                                                              \
-        typedef T_ T;                                                                              \
         (void)p;                                                                                   \
         const uint8_t *cond = x[0];                                                                \
         const T *a = x[1], *b = x[2];                                                              \
         T *y = y_;                                                                                 \
-        if (st[0] && st[1] && st[2])                                                               \
-            for (int64_t i = 0; i < n; i++) y[i] = cond[i] ? a[i] : b[i];                          \
-        else                                                                                       \
+        if (st[0] && st[1] && st[2]) {                                                             \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T m = (T)0 - (T)(cond[i] != 0);                                                    \
+                y[i] = (T)((a[i] & m) | (b[i] & (T)~m));                                           \
+            }                                                                                      \
+        } else {                                                                                   \
             for (int64_t i = 0; i < n; i++) y[i] = cond[i * st[0]] ? a[i * st[1]] : b[i * st[2]];  \
+        }                                                                                          \
     }
 WHERE_FN(where_1, uint8_t)
 WHERE_FN(where_2, uint16_t)
 WHERE_FN(where_4, uint32_t)
 WHERE_FN(where_8, uint64_t)
-WHERE_FN(where_s, char *)
+
+static void where_s(const ew_args *p, const void *const *x, const int64_t *st, void *y_, int64_t n)
+{
+    (void)p;
+    const uint8_t *cond = x[0];
+    char *const *a = x[1], *const *b = x[2];
+    char **y = y_;
+    for (int64_t i = 0; i < n; i++) y[i] = cond[i * st[0]] ? a[i * st[1]] : b[i * st[2]];
+}
 
 tern_status *ew_where(op_ctx *c)
 {

@@ -61,7 +61,8 @@ static void cast_range(void *arg, int64_t b, int64_t e)
     bool from_int = dtype_is_int(j->from) || j->from == TERN_BOOL;
     bool to_int = dtype_is_int(j->to) || j->to == TERN_BOOL;
     if (from_int && to_int) {
-        for (int64_t i = b; i < e; i++) dtype_set_i64(j->to, j->y, i, dtype_get_i64(j->from, j->x, i));
+        for (int64_t i = b; i < e; i++)
+            dtype_set_i64(j->to, j->y, i, dtype_get_i64(j->from, j->x, i));
     } else if (j->to == TERN_BFLOAT16) {
         uint16_t *y = j->y;
         for (int64_t i = b; i < e; i++)

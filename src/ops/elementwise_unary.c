@@ -14,7 +14,7 @@
 #include "ops/elementwise.h"
 
 /* min(max(v, lo), hi): lo > hi gives hi, as Clip specifies; NaN passes. */
-#define EW_CLAMP(v, lo, hi) ((v) < (lo) ? ((lo) > (hi) ? (hi) : (lo)) : (v) > (hi) ? (hi) : (v))
+#define CLAMP(v, lo, hi) ((v) < (lo) ? ((lo) > (hi) ? (hi) : (lo)) : (v) > (hi) ? (hi) : (v))
 
 static tern_status *unary(op_ctx *c, const ew_table tbl, ew_args *p, tern_dtype ydt)
 {
@@ -50,16 +50,23 @@ static tern_status *unary(op_ctx *c, const ew_table tbl, ew_args *p, tern_dtype 
  * hottest transcendental activations) scalar. This is Cephes' expf: reduce
  * to e^r * 2^n with |r| <= ln2/2, a degree-6 polynomial for e^r, and 2^n
  * built in the exponent bits (in two halves, so results under- and overflow
- * to 0 / inf as they should). Branch-free, within 2 ulp of exp. */
+ * to 0 / inf as they should). Within 1 ulp of exp; NaN propagates.
+ *
+ * It is written without branches (see ew_sel_f32) or float-to-int
+ * conversions, either of which stops GCC from vectorising the loop. */
 
 static inline float fast_expf(float x)
 {
-    float c = x > -104.0f ? x : -104.0f; /* also maps NaN into range */
-    c = c < 89.0f ? c : 89.0f;
-    float t = c * 1.44269504088896341f;
-    int32_t n = (int32_t)(t + (t >= 0 ? 0.5f : -0.5f));
-    float fn = (float)n;
-    float r = c - fn * 0.693359375f + fn * 2.12194440e-4f;
+    float c = ew_sel_f32(x < -104.0f, -104.0f, x);
+    c = ew_sel_f32(c > 89.0f, 89.0f, c);
+    /* n = round(c / ln2) by the 1.5 * 2^23 trick: the sum's low mantissa
+     * bits hold n. */
+    float k = c * 1.44269504088896341f + 12582912.0f;
+    float fn = k - 12582912.0f;
+    uint32_t kb;
+    memcpy(&kb, &k, 4);
+    int32_t n = (int32_t)(kb - 0x4b400000u);
+    float r = c - fn * 0.693359375f + fn * 2.12194440e-4f; /* ln2 in two parts */
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
@@ -72,16 +79,15 @@ static inline float fast_expf(float x)
     float s1, s2;
     memcpy(&s1, &b1, 4);
     memcpy(&s2, &b2, 4);
-    return x != x ? x : p * s1 * s2;
+    return p * s1 * s2;
 }
 
 /* tanh from fast_expf for |x| >= 0.625, Cephes' odd polynomial below (where
- * 1 - 2/(e^2x + 1) would cancel). */
+ * 1 - 2/(e^2|x| + 1) would cancel). Within 2 ulp. */
 static inline float fast_tanhf(float x)
 {
-    float a = x < 0 ? -x : x;
+    float a = ew_sel_f32(x < 0, -x, x);
     float big = 1.0f - 2.0f / (fast_expf(2.0f * a) + 1.0f);
-    big = x < 0 ? -big : big;
     float z = x * x;
     float p = -5.70498872745e-3f;
     p = p * z + 2.06390887954e-2f;
@@ -89,7 +95,7 @@ static inline float fast_tanhf(float x)
     p = p * z + 1.33314422036e-1f;
     p = p * z - 3.33332819422e-1f;
     float small = p * z * x + x;
-    return a < 0.625f ? small : big;
+    return ew_sel_f32(a < 0.625f, small, ew_sel_f32(x < 0, -big, big));
 }
 
 /* ---- math ----------------------------------------------------------------- */
@@ -146,8 +152,12 @@ UN_FLOAT_KERNEL(softsign, v / ((T)1 + fabs(v)))
 /* log(1 + e^v) without overflow for large v. */
 #define SOFTPLUS(v) ((v) > 0 ? (v) + log1p(exp(-(v))) : log1p(exp(v)))
 UN_FLOAT_KERNEL(softplus, SOFTPLUS(v))
+/* clang-format off */
 UN_FLOAT_KERNEL(mish, v * tanh(SOFTPLUS(v)))
-UN_FLOAT_KERNEL(hard_swish, v * EW_CLAMP(v * (T)(1.0 / 6) + (T)0.5, (T)0, (T)1))
+/* x * clamp(x/6 + 1/2, 0, 1) */
+#define HARD_SWISH(t) EW_SEL((t) > (T)1, (T)1, EW_SEL((t) < (T)0, (T)0, (t)))
+UN_FLOAT_KERNEL(hard_swish, v * HARD_SWISH(v * (T)(1.0 / 6) + (T)0.5))
+/* clang-format on */
 
 /* ---- activations with attributes ------------------------------------------- */
 
@@ -171,17 +181,19 @@ static tern_status *unary_attrs(op_ctx *c, const ew_table tbl, const char *a, do
         return unary_attrs(c, tbl, __VA_ARGS__);                                                   \
     }
 
+/* clang-format off */
 UN_ATTR_KERNEL(elu, v < 0 ? (T)P.alpha * expm1(v) : v, "alpha", 1.0, NULL, 0, NULL, 0)
-UN_ATTR_KERNEL(selu, v > 0 ? (T)P.gamma * v : (T)P.gamma * (T)P.alpha * expm1(v), "alpha",
-               1.67326319217681884765625, NULL, 0, "gamma", 1.05070102214813232421875)
-UN_ATTR_KERNEL(leaky_relu, v < 0 ? (T)P.alpha * v : v, "alpha", 0.01, NULL, 0, NULL, 0)
-UN_ATTR_KERNEL(hard_sigmoid, EW_CLAMP((T)P.alpha * v + (T)P.beta, (T)0, (T)1), "alpha", 0.2,
-               "beta", 0.5, NULL, 0)
+UN_ATTR_KERNEL(selu, v > 0 ? (T)P.gamma * v : (T)P.gamma * (T)P.alpha * expm1(v),
+               "alpha", 1.67326319217681884765625, NULL, 0, "gamma", 1.05070102214813232421875)
+UN_ATTR_KERNEL(leaky_relu, EW_SEL(v < 0, (T)P.alpha * v, v), "alpha", 0.01, NULL, 0, NULL, 0)
+UN_ATTR_KERNEL(hard_sigmoid, CLAMP((T)P.alpha * v + (T)P.beta, (T)0, (T)1),
+               "alpha", 0.2, "beta", 0.5, NULL, 0)
 UN_ATTR_KERNEL(celu, (v > 0 ? v : (T)0) + fmin((T)0, (T)P.alpha * expm1(v / (T)P.alpha)),
                "alpha", 1.0, NULL, 0, NULL, 0)
 UN_ATTR_KERNEL(thresholded_relu, v > (T)P.alpha ? v : (T)0, "alpha", 1.0, NULL, 0, NULL, 0)
 UN_ATTR_KERNEL(shrink, v < -(T)P.alpha ? v + (T)P.beta : v > (T)P.alpha ? v - (T)P.beta : (T)0,
                "lambd", 0.5, "bias", 0.0, NULL, 0)
+/* clang-format on */
 
 /* ---- logical and predicates ------------------------------------------------- */
 
@@ -215,9 +227,9 @@ tern_status *ew_isinf(op_ctx *c)
  * 1 and 2 since; float bounds ride in p.alpha/beta, integer ones in p.i0/i1
  * (as int64 bit patterns that convert back exactly to T). */
 
-UN_FLOAT(clip, EW_CLAMP(v, (T)P.alpha, (T)P.beta))
-UN_SINT(clip, EW_CLAMP(v, (T)P.i0, (T)P.i1))
-UN_UINT(clip, EW_CLAMP(v, (T)P.i0, (T)P.i1))
+UN_FLOAT(clip, CLAMP(v, (T)P.alpha, (T)P.beta))
+UN_SINT(clip, CLAMP(v, (T)P.i0, (T)P.i1))
+UN_UINT(clip, CLAMP(v, (T)P.i0, (T)P.i1))
 
 static void int_limits(tern_dtype dt, int64_t *lo, int64_t *hi)
 {

@@ -82,9 +82,11 @@ static bool next_index(int64_t *i, const int64_t *dims, int r)
 
 /* Checks the indices tensor of GatherElements/ScatterElements against data:
  * same rank, no dimension larger than data's (but along axis). */
-static tern_status *check_elements(op_ctx *c, const tern_tensor *x, const tern_tensor *ind, int axis)
+static tern_status *check_elements(op_ctx *c, const tern_tensor *x, const tern_tensor *ind,
+                                   int axis)
 {
-    if (ind->rank != x->rank) return op_error(c, "indices rank %d differs from data rank %d", ind->rank, x->rank);
+    if (ind->rank != x->rank)
+        return op_error(c, "indices rank %d differs from data rank %d", ind->rank, x->rank);
     for (int k = 0; k < x->rank; k++)
         if (k != axis && ind->dims[k] > x->dims[k])
             return op_error(c, "indices dimension %d (%lld) exceeds data's (%lld)", k,
@@ -134,9 +136,11 @@ static tern_status *op_gather_nd(op_ctx *c)
     int64_t b = op_attr_int(c, "batch_dims", 0);
     int r = x->rank, q = ind->rank;
     if (q < 1 || r < 1) return op_error(c, "data and indices must have rank >= 1");
-    if (b < 0 || b >= q || b >= r) return op_error(c, "batch_dims %lld is out of range", (long long)b);
+    if (b < 0 || b >= q || b >= r)
+        return op_error(c, "batch_dims %lld is out of range", (long long)b);
     int64_t m = ind->dims[q - 1];
-    if (m < 1 || m > r - b) return op_error(c, "index tuples of %lld for data rank %d", (long long)m, r);
+    if (m < 1 || m > r - b)
+        return op_error(c, "index tuples of %lld for data rank %d", (long long)m, r);
     int orank = q - 1 + r - (int)b - (int)m;
     if (orank > TERN_MAX_RANK) return op_error(c, "output rank %d is too large", orank);
     int64_t dims[TERN_MAX_RANK], xs[TERN_MAX_RANK], nb = 1, ntup = 1, slice = 1;
@@ -270,14 +274,15 @@ static tern_status *check_reduction_type(op_ctx *c, tern_dtype dt, int red)
     return NULL;
 }
 
-static tern_status *op_scatter_elements(op_ctx *c)
+/* ScatterElements, and the deprecated Scatter (no reduction attribute). */
+static tern_status *scatter_elements(op_ctx *c, bool has_reduction)
 {
     const tern_tensor *x, *ind, *upd;
     int axis, red = RED_NONE;
     TERN_TRY(shapeop_input(c, 0, &x));
     TERN_TRY(shapeop_input(c, 1, &ind));
     TERN_TRY(shapeop_input(c, 2, &upd));
-    if (strcmp(c->node->op_type, "Scatter") != 0) TERN_TRY(read_reduction(c, &red));
+    if (has_reduction) TERN_TRY(read_reduction(c, &red));
     TERN_TRY(check_reduction_type(c, x->dtype, red));
     if (x->rank < 1) return op_error(c, "data must have rank >= 1");
     TERN_TRY(op_axis(c, op_attr_int(c, "axis", 0), x->rank, &axis));
@@ -297,6 +302,15 @@ static tern_status *op_scatter_elements(op_ctx *c)
         j++;
     } while (next_index(pos, ind->dims, ind->rank));
     return NULL;
+}
+
+static tern_status *op_scatter_elements(op_ctx *c)
+{
+    return scatter_elements(c, true);
+}
+static tern_status *op_scatter(op_ctx *c)
+{
+    return scatter_elements(c, false);
 }
 
 static tern_status *op_scatter_nd(op_ctx *c)
@@ -346,7 +360,7 @@ const op_def ops_gather[] = {
     {"", "GatherElements", 11, 17, op_gather_elements},
     {"", "GatherND", 11, 17, op_gather_nd},
     {"", "ScatterElements", 11, 17, op_scatter_elements},
-    {"", "Scatter", 9, 10, op_scatter_elements},
+    {"", "Scatter", 9, 10, op_scatter},
     {"", "ScatterND", 11, 17, op_scatter_nd},
     {"", "OneHot", 9, 17, gatherop_one_hot},
     {"", "NonZero", 9, 17, gatherop_non_zero},

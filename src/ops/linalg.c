@@ -24,8 +24,7 @@ typedef struct mm_plan {
     int64_t dims[TERN_MAX_RANK];
 } mm_plan;
 
-static tern_status *mm_plan_make(op_ctx *c, const tern_tensor *a, const tern_tensor *b,
-                                 mm_plan *p)
+static tern_status *mm_plan_make(op_ctx *c, const tern_tensor *a, const tern_tensor *b, mm_plan *p)
 {
     if (a->rank < 1 || b->rank < 1)
         return op_error(c, "inputs must have rank >= 1, got ranks %d and %d", a->rank, b->rank);
@@ -46,8 +45,8 @@ static tern_status *mm_plan_make(op_ctx *c, const tern_tensor *a, const tern_ten
         int64_t da = i >= r - ra ? a->dims[i - (r - ra)] : 1;
         int64_t db = i >= r - rb ? b->dims[i - (r - rb)] : 1;
         if (da != db && da != 1 && db != 1)
-            return op_error(c, "batch dimensions %lld and %lld cannot be broadcast",
-                            (long long)da, (long long)db);
+            return op_error(c, "batch dimensions %lld and %lld cannot be broadcast", (long long)da,
+                            (long long)db);
         p->dims[i] = da == 1 ? db : da;
         as[i] = da == 1 ? 0 : sa;
         bs[i] = db == 1 ? 0 : sb;
@@ -102,14 +101,15 @@ static void mm_f32_small_range(void *arg, int64_t begin, int64_t end)
 }
 
 /* Y[t] = alpha * A[t] B[t] + beta * Y[t] for every batch item. */
-static tern_status *mm_f32(op_ctx *c, const mm_plan *p, const float *a, int64_t a_rs,
-                           int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs, float alpha,
-                           float beta, float *y)
+static tern_status *mm_f32(op_ctx *c, const mm_plan *p, const float *a, int64_t a_rs, int64_t a_cs,
+                           const float *b, int64_t b_rs, int64_t b_cs, float alpha, float beta,
+                           float *y)
 {
     mm_f32_job j = {p, a, b, y, a_rs, a_cs, b_rs, b_cs, alpha, beta};
     if (p->batch == 0 || p->m == 0 || p->n == 0) return NULL;
     int64_t m = p->m;
-    if (p->flat && a_cs == 1 && a_rs == p->k) m *= p->batch; /* stack the batch into rows */
+    if (p->flat && a_cs == 1 && a_rs == p->k)
+        m *= p->batch; /* stack the batch into rows */
     else if (p->batch > 1 && sgemm_is_small(p->m, p->n, p->k)) {
         tpool_for(c->pool, p->batch, 1, mm_f32_small_range, &j);
         return NULL;
@@ -179,8 +179,7 @@ static tern_status *check_pair(op_ctx *c, const tern_tensor *a, const tern_tenso
     if (a->dtype != b->dtype)
         return op_error(c, "input types differ: %s and %s", tern_dtype_name(a->dtype),
                         tern_dtype_name(b->dtype));
-    if (!mm_type_ok(a->dtype))
-        return op_error(c, "unsupported type %s", tern_dtype_name(a->dtype));
+    if (!mm_type_ok(a->dtype)) return op_error(c, "unsupported type %s", tern_dtype_name(a->dtype));
     return NULL;
 }
 
@@ -213,8 +212,12 @@ static tern_status *op_gemm(op_ctx *c)
         return op_error(c, "A and B must be 2-D, got ranks %d and %d", a->rank, b->rank);
     bool ta = op_attr_int(c, "transA", 0) != 0, tb = op_attr_int(c, "transB", 0) != 0;
     float alpha = op_attr_float(c, "alpha", 1.0f), beta = op_attr_float(c, "beta", 1.0f);
-    mm_plan p = {.m = a->dims[ta ? 1 : 0], .k = a->dims[ta ? 0 : 1], .n = b->dims[tb ? 0 : 1],
-                 .batch = 1, .flat = false, .rank = 2};
+    mm_plan p = {.m = a->dims[ta ? 1 : 0],
+                 .k = a->dims[ta ? 0 : 1],
+                 .n = b->dims[tb ? 0 : 1],
+                 .batch = 1,
+                 .flat = false,
+                 .rank = 2};
     int64_t zero = 0;
     p.a_off = p.b_off = &zero;
     if (b->dims[tb ? 1 : 0] != p.k)
@@ -257,7 +260,10 @@ static tern_status *op_gemm(op_ctx *c)
 
 /* ---- MatMulInteger, QLinearMatMul ----------------------------------------- */
 
-static bool is_q8(tern_dtype dt) { return dt == TERN_UINT8 || dt == TERN_INT8; }
+static bool is_q8(tern_dtype dt)
+{
+    return dt == TERN_UINT8 || dt == TERN_INT8;
+}
 
 /* Zero point or scale of a quantised operand: a scalar, or one value per row
  * (per = m) or per column (per = n) of the matrix. Absent: 0 / error. */
@@ -310,8 +316,7 @@ static tern_status *op_matmul_integer(op_ctx *c)
     TERN_TRY(op_need_input(c, 0));
     TERN_TRY(op_need_input(c, 1));
     const tern_tensor *a = c->in[0], *b = c->in[1], *azp, *bzp;
-    if (!is_q8(a->dtype) || !is_q8(b->dtype))
-        return op_error(c, "inputs must be int8 or uint8");
+    if (!is_q8(a->dtype) || !is_q8(b->dtype)) return op_error(c, "inputs must be int8 or uint8");
     mm_plan p;
     TERN_TRY(mm_plan_make(c, a, b, &p));
     TERN_TRY(q_param(c, 2, "a_zero_point", p.m, false, &azp));
@@ -340,8 +345,7 @@ static tern_status *op_qlinear_matmul(op_ctx *c)
     for (int i = 0; i < 8; i++)
         if (i != 7) TERN_TRY(op_need_input(c, i));
     const tern_tensor *a = c->in[0], *b = c->in[3], *as, *azp, *bs, *bzp, *ys, *yzp;
-    if (!is_q8(a->dtype) || !is_q8(b->dtype))
-        return op_error(c, "inputs must be int8 or uint8");
+    if (!is_q8(a->dtype) || !is_q8(b->dtype)) return op_error(c, "inputs must be int8 or uint8");
     mm_plan p;
     TERN_TRY(mm_plan_make(c, a, b, &p));
     TERN_TRY(q_param(c, 1, "a_scale", p.m, true, &as));

@@ -26,7 +26,10 @@ static int letter_id(char ch)
     return -2;
 }
 
-static char id_char(int id) { return (char)(id < 26 ? 'A' + id : 'a' + (id - 26)); }
+static char id_char(int id)
+{
+    return (char)(id < 26 ? 'A' + id : 'a' + (id - 26));
+}
 
 /* Parses one term into labels (letter ids or ELLIPSIS); returns the count or
  * -1 on a bad character or a second "...". */
@@ -89,7 +92,8 @@ tern_status *linalg_einsum(op_ctx *c)
     for (int i = 0; i < nin; i++) {
         const char *end = memchr(p, ',', lhs_len - (size_t)(p - eq));
         size_t tl = end ? (size_t)(end - p) : lhs_len - (size_t)(p - eq);
-        if (i < nin - 1 && !end) return op_error(c, "equation '%s' has fewer terms than inputs", eq);
+        if (i < nin - 1 && !end)
+            return op_error(c, "equation '%s' has fewer terms than inputs", eq);
         if (i == nin - 1 && end) return op_error(c, "equation '%s' has more terms than inputs", eq);
         terms[i].n = parse_term(p, tl, terms[i].labels, TERN_MAX_RANK + 1);
         if (terms[i].n < 0) return op_error(c, "bad term %d in equation '%s'", i, eq);
@@ -103,8 +107,10 @@ tern_status *linalg_einsum(op_ctx *c)
         int letters = 0;
         bool ell = false;
         for (int j = 0; j < terms[i].n; j++) {
-            if (terms[i].labels[j] == ELLIPSIS) ell = true;
-            else letters++;
+            if (terms[i].labels[j] == ELLIPSIS)
+                ell = true;
+            else
+                letters++;
         }
         int r = c->in[i]->rank;
         if (ell ? r < letters : r != letters)
@@ -200,8 +206,10 @@ tern_status *linalg_einsum(op_ctx *c)
         const tern_tensor *t = c->in[i];
         TERN_TRY(op_scratch(c, (size_t)(t->numel ? t->numel : 1) * 8, &data[i]));
         for (int64_t e = 0; e < t->numel; e++) {
-            if (fl) ((double *)data[i])[e] = op_get_f64(t, e);
-            else ((int64_t *)data[i])[e] = op_get_i64(t, e);
+            if (fl)
+                ((double *)data[i])[e] = op_get_f64(t, e);
+            else
+                ((int64_t *)data[i])[e] = op_get_i64(t, e);
         }
     }
 
@@ -233,8 +241,10 @@ tern_status *linalg_einsum(op_ctx *c)
                 sidx[q] = 0;
             }
         }
-        if (fl) dtype_set_f64(dt, y->data, o, facc);
-        else dtype_set_i64(dt, y->data, o, (int64_t)iacc);
+        if (fl)
+            dtype_set_f64(dt, y->data, o, facc);
+        else
+            dtype_set_i64(dt, y->data, o, (int64_t)iacc);
         for (int q = nout - 1; q >= 0; q--) { /* odometer over the output ids */
             int id = out_ids[q];
             for (int i = 0; i < nin; i++) base[i] += stride[(size_t)i * MAX_IDS + id];

@@ -4,27 +4,32 @@
  * Loop nest, for one superblock of B columns [n0, n0+ns):
  *   phase 1 (parallel over k-blocks x column groups): pack B[:, n0:n0+ns]
  *   phase 2 (parallel over MC x NC tiles of C):
- *     for each k-block of SGEMM_KC      (A block MC x KC stays in L2)
- *       for each NR-column panel of B   (KC x NR panel stays in L1)
- *         for each MR-row panel of A    -> micro-kernel on an MR x NR tile
- * The first k-block applies beta to C, the others accumulate. A is packed
- * once for the whole call by the caller (sgemm_pack_a), in k-blocks of
- * MR-row panels with every element repeated LANES times, so block (k0, i0)
- * starts at pa + (k0*Mp + i0*kc) * LANES.
+ *     for each k-block of SGEMM_KC
+ *       for each MR-row panel of A      (KC x MR panel, 16 KB, stays in L1)
+ *         for each NR-column panel of B (the tile's B block stays in L2)
+ *           micro-kernel on an MR x NR tile
+ * The first k-block applies beta (and the bias) to C, the others
+ * accumulate. A is packed once for the whole call by the caller
+ * (sgemm_pack_a), in k-blocks of MR-row panels with every element repeated
+ * LANES times, so block (k0, i0) starts at pa + (k0*Mp + i0*kc) * LANES.
  */
 #include "ops/linalg_gemm.h"
-
-#include <string.h>
 
 #define MR SGEMM_MR
 #define NR SGEMM_NR
 #define KC SGEMM_KC
 #define LANES SGEMM_LANES
-#define NC 64               /* tile width of C per task (16 panels) */
+#define NC 64               /* tile width of C per task (8 panels) */
 #define PB_TARGET (1 << 20) /* floats of packed B per superblock (4 MB) */
 
-static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t round_up(int64_t x, int64_t m)
+{
+    return (x + m - 1) / m * m;
+}
+static inline int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
 
 /* Columns of B per superblock: a multiple of NC (or all of n, rounded to NR). */
 static int64_t superblock_cols(int64_t n, int64_t k)
@@ -35,9 +40,15 @@ static int64_t superblock_cols(int64_t n, int64_t k)
     return ns;
 }
 
-size_t sgemm_pa_floats(int64_t m, int64_t k) { return (size_t)(round_up(m, MR) * k * LANES); }
+size_t sgemm_pa_floats(int64_t m, int64_t k)
+{
+    return (size_t)(round_up(m, MR) * k * LANES);
+}
 
-size_t sgemm_pb_floats(int64_t n, int64_t k) { return (size_t)(superblock_cols(n, k) * k); }
+size_t sgemm_pb_floats(int64_t n, int64_t k)
+{
+    return (size_t)(superblock_cols(n, k) * k);
+}
 
 size_t sgemm_work_floats(int64_t m, int64_t n, int64_t k)
 {
@@ -46,8 +57,7 @@ size_t sgemm_work_floats(int64_t m, int64_t n, int64_t k)
 
 /* ---- packing ------------------------------------------------------------ */
 
-void sgemm_pack_view(const void *view, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
-                     float *dst)
+void sgemm_pack_view(const void *view, int64_t k0, int64_t kc, int64_t n0, int64_t nc, float *dst)
 {
     const sgemm_view *v = view;
     int64_t full = nc / NR * NR;
@@ -112,14 +122,16 @@ void sgemm_pack_a(tpool *pool, int64_t m, int64_t k, const float *a, int64_t rs,
 
 /* ---- micro-kernel ------------------------------------------------------- */
 
-/* C tile (h x w valid of MR x NR) = alpha * A panel * B panel + beta * C.
- * acc[i][v][l] is row i, column v*LANES + l: each [i][v] row of LANES floats
- * maps onto one xmm register, which gcc keeps in registers across the loop.
- * The lane loop runs downwards on purpose: gcc 12 then emits the vector
- * loads in order; written upwards it reverses every operand with a shuffle. */
+/* C tile (h x w valid of MR x NR) = alpha * A panel * B panel + beta * C
+ * (+ bias_i[i] on row i or bias_j[j] on column j), C element (i, j) at
+ * c[i*rs + j*cs]. acc[i][v][l] is row i, column v*LANES + l: each [i][v] row
+ * of LANES floats maps onto one xmm register, which gcc keeps in registers
+ * across the loop. The lane loop runs downwards on purpose: gcc 12 then
+ * emits the vector loads in order; written upwards it reverses every operand
+ * with a shuffle. */
 static inline void micro_kernel(int64_t kc, const float *restrict a, const float *restrict b,
-                                float *restrict c, int64_t ldc, int h, int w, float alpha,
-                                float beta)
+                                float *restrict c, int64_t rs, int64_t cs, int h, int w,
+                                float alpha, float beta, const float *bias_i, const float *bias_j)
 {
     enum { NV = NR / LANES };
     float acc[MR][NV][LANES];
@@ -135,21 +147,24 @@ static inline void micro_kernel(int64_t kc, const float *restrict a, const float
         a += MR * LANES;
         b += NR;
     }
-    if (h == MR && w == NR) {
+    if (h == MR && w == NR && cs == 1 && !bias_j) {
         for (int i = 0; i < MR; i++) {
-            float *cr = c + i * ldc;
+            float *cr = c + i * rs, bi = bias_i ? bias_i[i] : 0.0f;
             for (int v = 0; v < NV; v++)
                 for (int l = 0; l < LANES; l++) {
-                    float x = alpha * acc[i][v][l];
+                    float x = alpha * acc[i][v][l] + bi;
                     cr[v * LANES + l] = beta == 0.0f ? x : x + beta * cr[v * LANES + l];
                 }
         }
         return;
     }
-    for (int i = 0; i < h; i++)
-        for (int j = 0; j < w; j++) {
+    for (int j = 0; j < w; j++)
+        for (int i = 0; i < h; i++) {
             float x = alpha * acc[i][j / LANES][j % LANES];
-            c[i * ldc + j] = beta == 0.0f ? x : x + beta * c[i * ldc + j];
+            if (bias_i) x += bias_i[i];
+            if (bias_j) x += bias_j[j];
+            float *p = c + i * rs + j * cs;
+            *p = beta == 0.0f ? x : x + beta * *p;
         }
 }
 
@@ -160,9 +175,9 @@ typedef struct gemm_job {
     int64_t n0, ns, nsp; /* current superblock: first column, width, width rounded to NR */
     int64_t mc, mtiles;  /* row tile height and count */
     float alpha, beta;
+    sgemm_out out;
     const float *pa;
-    float *pb, *c;
-    int64_t ldc;
+    float *pb;
     sgemm_pack_fn pack_b;
     const void *b_ctx;
 } gemm_job;
@@ -183,43 +198,61 @@ static void pack_b_range(void *arg, int64_t begin, int64_t end)
 static void compute_range(void *arg, int64_t begin, int64_t end)
 {
     const gemm_job *j = arg;
+    const sgemm_out *o = &j->out;
+    int64_t rs = o->trans ? 1 : o->ldc, cs = o->trans ? o->ldc : 1;
     for (int64_t t = begin; t < end; t++) {
         int64_t i0 = t % j->mtiles * j->mc, c0 = t / j->mtiles * NC;
         int64_t i1 = min64(i0 + j->mc, j->m), c1 = min64(c0 + NC, j->ns);
         for (int64_t k0 = 0; k0 < j->k; k0 += KC) {
             int64_t kc = min64(KC, j->k - k0);
             float beta = k0 == 0 ? j->beta : 1.0f;
+            const float *bias = k0 == 0 ? o->bias : NULL;
             const float *pa = j->pa + k0 * j->mp * LANES, *pb = j->pb + k0 * j->nsp;
             for (int64_t ic = i0; ic < i1; ic += MR) {
                 const float *ap = pa + ic * kc * LANES;
                 int h = (int)min64(MR, i1 - ic);
-                float *cc = j->c + ic * j->ldc + j->n0;
-                for (int64_t jc = c0; jc < c1; jc += NR)
-                    micro_kernel(kc, ap, pb + jc * kc, cc + jc, j->ldc, h, (int)min64(NR, c1 - jc),
-                                 j->alpha, beta);
+                for (int64_t jc = c0; jc < c1; jc += NR) {
+                    int64_t col = j->n0 + jc;
+                    micro_kernel(kc, ap, pb + jc * kc, o->c + ic * rs + col * cs, rs, cs, h,
+                                 (int)min64(NR, c1 - jc), j->alpha, beta,
+                                 bias && !o->trans ? bias + ic : NULL,
+                                 bias && o->trans ? bias + col : NULL);
+                }
             }
         }
     }
 }
 
-/* C = beta * C when there is nothing to multiply (k == 0). */
-static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc)
+/* C = beta * C + bias when there is nothing to multiply (k == 0). */
+static void scale_c(int64_t m, int64_t n, float beta, const sgemm_out *o)
 {
     for (int64_t i = 0; i < m; i++)
-        for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+        for (int64_t j = 0; j < n; j++) {
+            float *p = o->c + (o->trans ? j * o->ldc + i : i * o->ldc + j);
+            float b = o->bias ? o->bias[o->trans ? j : i] : 0.0f;
+            *p = (beta == 0.0f ? 0.0f : beta * *p) + b;
+        }
 }
 
 void sgemm_packed(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, const float *pa,
-                  sgemm_pack_fn pack_b, const void *b_ctx, float beta, float *c, int64_t ldc,
+                  sgemm_pack_fn pack_b, const void *b_ctx, float beta, const sgemm_out *out,
                   float *pb)
 {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
-        scale_c(m, n, beta, c, ldc);
+        scale_c(m, n, beta, out);
         return;
     }
-    gemm_job j = {.m = m, .k = k, .mp = round_up(m, MR), .alpha = alpha, .beta = beta,
-                  .pa = pa, .pb = pb, .c = c, .ldc = ldc, .pack_b = pack_b, .b_ctx = b_ctx};
+    gemm_job j = {.m = m,
+                  .k = k,
+                  .mp = round_up(m, MR),
+                  .alpha = alpha,
+                  .beta = beta,
+                  .out = *out,
+                  .pa = pa,
+                  .pb = pb,
+                  .pack_b = pack_b,
+                  .b_ctx = b_ctx};
     int64_t ns_max = superblock_cols(n, k);
     int threads = tpool_threads(pool);
     for (j.n0 = 0; j.n0 < n; j.n0 += ns_max) {
@@ -239,9 +272,9 @@ void sgemm_packed(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, con
 }
 
 /* Direct loop for small products: C row by row, B rows streamed. */
-static void sgemm_small(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                        int64_t a_rs, int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs,
-                        float beta, float *c, int64_t ldc)
+static void sgemm_small(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t a_rs,
+                        int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs, float beta,
+                        float *c, int64_t ldc)
 {
     for (int64_t i = 0; i < m; i++) {
         float *cr = c + i * ldc;
@@ -257,9 +290,9 @@ static void sgemm_small(int64_t m, int64_t n, int64_t k, float alpha, const floa
     }
 }
 
-void sgemm(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-           int64_t a_rs, int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs, float beta,
-           float *c, int64_t ldc, float *work)
+void sgemm(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t a_rs,
+           int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs, float beta, float *c,
+           int64_t ldc, float *work)
 {
     if (m <= 0 || n <= 0) return;
     if (sgemm_is_small(m, n, k)) {
@@ -269,5 +302,6 @@ void sgemm(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, const floa
     float *pa = work, *pb = work + sgemm_pa_floats(m, k);
     sgemm_pack_a(pool, m, k, a, a_rs, a_cs, pa);
     sgemm_view v = {b, b_rs, b_cs};
-    sgemm_packed(pool, m, n, k, alpha, pa, sgemm_pack_view, &v, beta, c, ldc, pb);
+    sgemm_out o = {c, ldc, false, NULL};
+    sgemm_packed(pool, m, n, k, alpha, pa, sgemm_pack_view, &v, beta, &o, pb);
 }

@@ -25,8 +25,9 @@
 #ifndef TERN_OPS_LINALG_GEMM_H
 #define TERN_OPS_LINALG_GEMM_H
 
-#include <stdint.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/tpool.h"
 
@@ -47,8 +48,7 @@ typedef struct sgemm_view {
     const float *p;
     int64_t rs, cs;
 } sgemm_view;
-void sgemm_pack_view(const void *view, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
-                     float *dst);
+void sgemm_pack_view(const void *view, int64_t k0, int64_t kc, int64_t n0, int64_t nc, float *dst);
 
 /* Buffer sizes, in floats, for packed A (all of it) and packed B (one
  * superblock). */
@@ -59,11 +59,21 @@ size_t sgemm_pb_floats(int64_t n, int64_t k);
 void sgemm_pack_a(tpool *pool, int64_t m, int64_t k, const float *a, int64_t rs, int64_t cs,
                   float *pa);
 
-/* C = alpha * A * B + beta * C with A packed by sgemm_pack_a and B supplied
- * through pack_b; pb is the B buffer (sgemm_pb_floats(n, k)). With beta == 0
- * C is only written (it may hold garbage). */
+/* Where C is stored: element (i, j) at c[i*ldc + j], or at c[j*ldc + i]
+ * when trans (the caller then receives C^T). bias, if not NULL, is added to
+ * each stored row: bias[i] without trans, bias[j] with it. */
+typedef struct sgemm_out {
+    float *c;
+    int64_t ldc;
+    bool trans;
+    const float *bias;
+} sgemm_out;
+
+/* C = alpha * A * B + beta * C (+ bias) with A packed by sgemm_pack_a and B
+ * supplied through pack_b; pb is the B buffer (sgemm_pb_floats(n, k)). With
+ * beta == 0 C is only written (it may hold garbage). */
 void sgemm_packed(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, const float *pa,
-                  sgemm_pack_fn pack_b, const void *b_ctx, float beta, float *c, int64_t ldc,
+                  sgemm_pack_fn pack_b, const void *b_ctx, float beta, const sgemm_out *out,
                   float *pb);
 
 /* Below this many multiply-adds sgemm() runs a direct loop: it then needs
@@ -80,8 +90,8 @@ size_t sgemm_work_floats(int64_t m, int64_t n, int64_t k);
 /* The whole operation on plain strided matrices: A (i, k) at a[i*a_rs + k*a_cs],
  * B (k, j) at b[k*b_rs + j*b_cs], C row-major with row stride ldc. Small
  * problems run a direct loop; others pack into work (sgemm_work_floats). */
-void sgemm(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-           int64_t a_rs, int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs, float beta,
-           float *c, int64_t ldc, float *work);
+void sgemm(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t a_rs,
+           int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs, float beta, float *c,
+           int64_t ldc, float *work);
 
 #endif

@@ -23,17 +23,17 @@ typedef enum pool_mode { POOL_MAX, POOL_AVG, POOL_LP } pool_mode;
 typedef struct pool_job {
     conv_geom g;
     pool_mode mode;
-    bool include_pad;  /* AveragePool: divisor counts padding */
-    bool col_major;    /* MaxPool storage_order = 1 for Indices */
-    double p;          /* LpPool exponent */
-    const void *x;     /* float or double */
-    void *y;           /* same type as x */
-    int64_t *indices;  /* MaxPool's second output, or NULL */
+    bool include_pad; /* AveragePool: divisor counts padding */
+    bool col_major;   /* MaxPool storage_order = 1 for Indices */
+    double p;         /* LpPool exponent */
+    const void *x;    /* float or double */
+    void *y;          /* same type as x */
+    int64_t *indices; /* MaxPool's second output, or NULL */
 } pool_job;
 
 /* One template for float and double planes. */
 #define DEFINE_POOL_RANGE(NAME, T)                                                                 \
-    static void NAME(void *arg, int64_t begin, int64_t end)                                      \
+    static void NAME(void *arg, int64_t begin, int64_t end)                                        \
     {                                                                                              \
         const pool_job *j = arg;                                                                   \
         const conv_geom *g = &j->g;                                                                \
@@ -296,9 +296,18 @@ static tern_status *global_pool(op_ctx *c, pool_mode mode)
     return pool_run(c, &j, x, false);
 }
 
-static tern_status *op_global_avgpool(op_ctx *c) { return global_pool(c, POOL_AVG); }
-static tern_status *op_global_maxpool(op_ctx *c) { return global_pool(c, POOL_MAX); }
-static tern_status *op_global_lppool(op_ctx *c) { return global_pool(c, POOL_LP); }
+static tern_status *op_global_avgpool(op_ctx *c)
+{
+    return global_pool(c, POOL_AVG);
+}
+static tern_status *op_global_maxpool(op_ctx *c)
+{
+    return global_pool(c, POOL_MAX);
+}
+static tern_status *op_global_lppool(op_ctx *c)
+{
+    return global_pool(c, POOL_LP);
+}
 
 /* MaxUnpool: Y starts at zero and takes X[i] at the position Indices[i]
  * names. Indices are flat positions in the default output shape

@@ -20,8 +20,8 @@
 
 /* An integer list that is attribute `name` or, when from_input, input i.
  * n is -1 when it is absent. */
-static tern_status *int_list(op_ctx *c, const char *name, int i, bool from_input,
-                             const int64_t **v, int64_t *n)
+static tern_status *int_list(op_ctx *c, const char *name, int i, bool from_input, const int64_t **v,
+                             int64_t *n)
 {
     *v = NULL;
     *n = -1;
@@ -54,7 +54,8 @@ static tern_status *op_reshape(op_ctx *c)
     for (int i = 0; i < n; i++) {
         int64_t v = shape[i];
         if (v == 0 && !allowzero) {
-            if (i >= x->rank) return op_error(c, "shape[%d] = 0 copies a dimension the input lacks", i);
+            if (i >= x->rank)
+                return op_error(c, "shape[%d] = 0 copies a dimension the input lacks", i);
             v = x->dims[i];
         } else if (v == -1) {
             if (infer >= 0) return op_error(c, "more than one -1 in the target shape");
@@ -240,7 +241,8 @@ static tern_status *op_slice(op_ctx *c)
         if (s > d) s = d + 1;
         if (s < -d) s = -d - 1;
         int64_t b = slice_clamp(starts[i], d, s, false), e = slice_clamp(ends[i], d, s, true);
-        int64_t cnt = s > 0 ? (e > b ? (e - b + s - 1) / s : 0) : (b > e ? (b - e - s - 1) / -s : 0);
+        int64_t cnt =
+            s > 0 ? (e > b ? (e - b + s - 1) / s : 0) : (b > e ? (b - e - s - 1) / -s : 0);
         dims[a] = cnt;
         begin[a] = b;
         step[a] = s;
@@ -325,7 +327,8 @@ static tern_status *depth_space(op_ctx *c, bool to_space)
     int64_t N = x->dims[0], C = x->dims[1], H = x->dims[2], W = x->dims[3];
     int64_t sN = C * H * W, sC = H * W, sH = W, dims[4], v[6], vs[6];
     if (to_space) {
-        if (C % (b * b)) return op_error(c, "channels %lld not divisible by blocksize^2", (long long)C);
+        if (C % (b * b))
+            return op_error(c, "channels %lld not divisible by blocksize^2", (long long)C);
         int64_t Co = C / (b * b);
         const char *mode = op_attr_str(c, "mode", "DCR");
         bool crd = strcmp(mode, "CRD") == 0;
@@ -352,8 +355,14 @@ static tern_status *depth_space(op_ctx *c, bool to_space)
     return NULL;
 }
 
-static tern_status *op_depth_to_space(op_ctx *c) { return depth_space(c, true); }
-static tern_status *op_space_to_depth(op_ctx *c) { return depth_space(c, false); }
+static tern_status *op_depth_to_space(op_ctx *c)
+{
+    return depth_space(c, true);
+}
+static tern_status *op_space_to_depth(op_ctx *c)
+{
+    return depth_space(c, false);
+}
 
 /* ---- joins and cuts ------------------------------------------------------ */
 
@@ -424,7 +433,8 @@ static tern_status *op_split(op_ctx *c)
             sizes[i] = split[i];
             sum += split[i];
         }
-        if (sum != d) return op_error(c, "split sizes sum to %lld, not %lld", (long long)sum, (long long)d);
+        if (sum != d)
+            return op_error(c, "split sizes sum to %lld, not %lld", (long long)sum, (long long)d);
     } else {
         /* equal parts; an uneven dimension leaves the last part smaller */
         int64_t part = (d + n - 1) / n, left = d;
@@ -447,7 +457,8 @@ static tern_status *op_split(op_ctx *c)
         int64_t blk = sizes[k] * inner;
         if (blk)
             for (int64_t o = 0; o < outer; o++)
-                memcpy((char *)y->data + o * blk, (const char *)x->data + o * row + off, (size_t)blk);
+                memcpy((char *)y->data + o * blk, (const char *)x->data + o * row + off,
+                       (size_t)blk);
         off += blk;
     }
     return NULL;
@@ -457,8 +468,8 @@ static tern_status *op_split(op_ctx *c)
 
 enum { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE };
 
-/* Input index read for output index o (already shifted by the begin pad),
- * or -1 for the constant. */
+/* The input index read at position i of a padded axis of d input elements
+ * (i = output index - begin pad), or -1 for the constant. */
 static int64_t pad_src(int64_t i, int64_t d, int mode)
 {
     if (i >= 0 && i < d) return i;
@@ -477,7 +488,7 @@ static tern_status *op_pad(op_ctx *c)
     TERN_TRY(shapeop_input(c, 0, &x));
     int r = x->rank;
     const char *ms = op_attr_str(c, "mode", "constant");
-    int mode = strcmp(ms, "constant") == 0 ? PAD_CONSTANT
+    int mode = strcmp(ms, "constant") == 0  ? PAD_CONSTANT
                : strcmp(ms, "reflect") == 0 ? PAD_REFLECT
                : strcmp(ms, "edge") == 0    ? PAD_EDGE
                                             : -1;
@@ -495,7 +506,9 @@ static tern_status *op_pad(op_ctx *c)
     /* begin/end pad per axis */
     int64_t pb[TERN_MAX_RANK] = {0}, pe[TERN_MAX_RANK] = {0}, dims[TERN_MAX_RANK];
     int64_t n_ax = na >= 0 ? na : r;
-    if (np != 2 * n_ax) return op_error(c, "pads has %lld entries, expected %lld", (long long)np, (long long)(2 * n_ax));
+    if (np != 2 * n_ax)
+        return op_error(c, "pads has %lld entries, expected %lld", (long long)np,
+                        (long long)(2 * n_ax));
     bool seen[TERN_MAX_RANK] = {0};
     for (int64_t i = 0; i < n_ax; i++) {
         int a = (int)i;
@@ -518,9 +531,8 @@ static tern_status *op_pad(op_ctx *c)
     /* the constant, as one element of x's type */
     size_t esz = shapeop_esize(x->dtype);
     unsigned char cval[16] = {0};
-    static const char empty[1] = "";
-    if (x->dtype == TERN_STRING) {
-        const char *e = empty;
+    if (x->dtype == TERN_STRING) { /* strings pad with "" */
+        const char *e = "";
         memcpy(cval, &e, sizeof e);
     }
     if (c->opset >= 11) {
@@ -566,7 +578,9 @@ static tern_status *op_pad(op_ctx *c)
             continue;
         }
         const char *s = (const char *)x->data + off * (int64_t)esz;
-        if (hi > lo) memcpy(d + lo * (int64_t)esz, s + (lo - pb[r - 1]) * (int64_t)esz, (size_t)(hi - lo) * esz);
+        if (hi > lo)
+            memcpy(d + lo * (int64_t)esz, s + (lo - pb[r - 1]) * (int64_t)esz,
+                   (size_t)(hi - lo) * esz);
         for (int64_t j = 0; j < n; j++) {
             if (j == lo) j = hi;
             if (j >= n) break;

@@ -78,8 +78,7 @@ tern_status *shapeop_constant(op_ctx *c)
         TERN_TRY(op_out(c, 0, TERN_STRING, 1, &n, &y));
         for (int64_t i = 0; i < n; i++) TERN_TRY(op_strdup(c, a->strings[i], (char **)y->data + i));
         return NULL;
-    default:
-        return op_error(c, "unsupported attribute '%s'", a->name);
+    default: return op_error(c, "unsupported attribute '%s'", a->name);
     }
 }
 
@@ -123,7 +122,8 @@ tern_status *shapeop_range(op_ctx *c)
     if (dtype_is_int(dt)) {
         /* In uint64 the distance and each value are exact (two's complement
          * wrap-around), whatever the signed inputs; no signed overflow. */
-        int64_t start = op_get_i64(t[0], 0), limit = op_get_i64(t[1], 0), delta = op_get_i64(t[2], 0);
+        int64_t start = op_get_i64(t[0], 0), limit = op_get_i64(t[1], 0),
+                delta = op_get_i64(t[2], 0);
         if (delta == 0) return op_error(c, "delta is zero");
         uint64_t dist = 0, step = delta > 0 ? (uint64_t)delta : -(uint64_t)delta;
         if (delta > 0 && limit > start) dist = (uint64_t)limit - (uint64_t)start;
@@ -133,9 +133,11 @@ tern_status *shapeop_range(op_ctx *c)
         n = (int64_t)cnt;
         TERN_TRY(op_out(c, 0, dt, 1, &n, &y));
         for (int64_t i = 0; i < n; i++)
-            dtype_set_i64(dt, y->data, i, (int64_t)((uint64_t)start + (uint64_t)i * (uint64_t)delta));
+            dtype_set_i64(dt, y->data, i,
+                          (int64_t)((uint64_t)start + (uint64_t)i * (uint64_t)delta));
     } else if (dtype_is_float(dt)) {
-        double start = op_get_f64(t[0], 0), limit = op_get_f64(t[1], 0), delta = op_get_f64(t[2], 0);
+        double start = op_get_f64(t[0], 0), limit = op_get_f64(t[1], 0),
+               delta = op_get_f64(t[2], 0);
         double cnt = ceil((limit - start) / delta);
         if (delta == 0) return op_error(c, "delta is zero");
         if (isnan(cnt)) return op_error(c, "start, limit or delta is not finite");
@@ -146,7 +148,8 @@ tern_status *shapeop_range(op_ctx *c)
             float s = (float)start, d = (float)delta;
             for (int64_t i = 0; i < n; i++) ((float *)y->data)[i] = s + (float)i * d;
         } else {
-            for (int64_t i = 0; i < n; i++) dtype_set_f64(dt, y->data, i, start + (double)i * delta);
+            for (int64_t i = 0; i < n; i++)
+                dtype_set_f64(dt, y->data, i, start + (double)i * delta);
         }
     } else {
         return op_error(c, "unsupported type %s", tern_dtype_name(dt));
@@ -183,14 +186,16 @@ tern_status *shapeop_trilu(op_ctx *c)
     if (x->dtype == TERN_STRING) return op_error(c, "string input is not supported");
     int64_t k = 0;
     if (kt) {
-        if (kt->numel != 1 || !dtype_is_int(kt->dtype)) return op_error(c, "k must be an integer scalar");
+        if (kt->numel != 1 || !dtype_is_int(kt->dtype))
+            return op_error(c, "k must be an integer scalar");
         k = op_get_i64(kt, 0);
     }
     bool upper = op_attr_int(c, "upper", 1) != 0;
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, x->dtype, x->rank, x->dims, &y));
     if (y->numel == 0) return NULL;
-    int64_t rows = x->dims[x->rank - 2], cols = x->dims[x->rank - 1], mats = x->numel / (rows * cols);
+    int64_t rows = x->dims[x->rank - 2], cols = x->dims[x->rank - 1],
+            mats = x->numel / (rows * cols);
     size_t esz = shapeop_esize(x->dtype);
     /* keep column j of row i when j - i >= k (upper) or j - i <= k (lower) */
     if (k > cols) k = cols + 1;
@@ -205,7 +210,9 @@ tern_status *shapeop_trilu(op_ctx *c)
             hi = hi < lo ? lo : hi > cols ? cols : hi;
             size_t row = (size_t)((m * rows + i) * cols) * esz;
             memset(d + row, 0, (size_t)cols * esz);
-            if (hi > lo) memcpy(d + row + (size_t)lo * esz, s + row + (size_t)lo * esz, (size_t)(hi - lo) * esz);
+            if (hi > lo)
+                memcpy(d + row + (size_t)lo * esz, s + row + (size_t)lo * esz,
+                       (size_t)(hi - lo) * esz);
         }
     return NULL;
 }

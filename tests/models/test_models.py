@@ -83,7 +83,7 @@ def test_model(manifest, model, opset, batch, tmp_path):
         diff = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64))))
         ok = diff <= tol  # False for NaN
         print(f"\n{model} opset {opset} batch {batch} {name}: max|diff| {diff:.3g} "
-              f"tol {tol:.3g} (max|torch| {scale:.3g}) {'ok' if ok else 'FAIL'}", end="")
+              f"tol {tol:.3g} (max|torch| {scale:.3g}) {'ok' if ok else 'FAIL'}", end=" ")
         if not ok:
             failures.append(f"{name}: max|diff| {diff:.3g} > tol {tol:.3g}")
     assert not failures, "; ".join(failures)
