@@ -76,8 +76,8 @@ typedef struct tern_tensor tern_tensor;
  * every element starts as the empty string. */
 tern_status *tern_tensor_create(tern_dtype dt, int rank, const int64_t *dims, tern_tensor **out);
 /* Copies `nbytes` of `data` into a new tensor; nbytes must match the shape. */
-tern_status *tern_tensor_create_copy(tern_dtype dt, int rank, const int64_t *dims,
-                                     const void *data, size_t nbytes, tern_tensor **out);
+tern_status *tern_tensor_create_copy(tern_dtype dt, int rank, const int64_t *dims, const void *data,
+                                     size_t nbytes, tern_tensor **out);
 void tern_tensor_free(tern_tensor *t);
 
 tern_dtype tern_tensor_dtype(const tern_tensor *t);

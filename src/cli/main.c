@@ -32,19 +32,20 @@ static int fail(tern_status *st)
 
 static int usage(FILE *f)
 {
-    fprintf(f, "tern %s - ONNX inference engine and model server\n\n"
-               "usage:\n"
-               "  tern check MODEL.onnx [--values]\n"
-               "      print inputs, outputs, opsets and every op with whether tern supports it;\n"
-               "      exit 1 if any op is unsupported or the model does not load;\n"
-               "      --values also prints the type of every value (declared or inferred)\n"
-               "  tern run MODEL.onnx --input NAME=FILE.npy [--input ...] [--output-dir DIR]\n"
-               "           [--threads T] [--repeat N]\n"
-               "      run the model; write DIR/<output>.npy for every output (default DIR: .);\n"
-               "      with --repeat N, time N runs after one warm-up and print JSON stats last\n"
-               "  tern ops\n"
-               "      list every operator tern implements: domain, op, opset versions\n"
-               "  tern version\n",
+    fprintf(f,
+            "tern %s - ONNX inference engine and model server\n\n"
+            "usage:\n"
+            "  tern check MODEL.onnx [--values]\n"
+            "      print inputs, outputs, opsets and every op with whether tern supports it;\n"
+            "      exit 1 if any op is unsupported or the model does not load;\n"
+            "      --values also prints the type of every value (declared or inferred)\n"
+            "  tern run MODEL.onnx --input NAME=FILE.npy [--input ...] [--output-dir DIR]\n"
+            "           [--threads T] [--repeat N]\n"
+            "      run the model; write DIR/<output>.npy for every output (default DIR: .);\n"
+            "      with --repeat N, time N runs after one warm-up and print JSON stats last\n"
+            "  tern ops\n"
+            "      list every operator tern implements: domain, op, opset versions\n"
+            "  tern version\n",
             TERN_VERSION);
     return f == stderr ? 2 : 0;
 }
@@ -90,8 +91,10 @@ static void print_io(const char *kind, const tern_io_info *io)
     printf("[");
     for (int d = 0; d < io->rank; d++) {
         if (d) printf(", ");
-        if (io->dims[d] >= 0) printf("%lld", (long long)io->dims[d]);
-        else printf("%s", *io->dim_names[d] ? io->dim_names[d] : "?");
+        if (io->dims[d] >= 0)
+            printf("%lld", (long long)io->dims[d]);
+        else
+            printf("%s", *io->dim_names[d] ? io->dim_names[d] : "?");
     }
     printf("]\n");
 }
@@ -99,8 +102,10 @@ static void print_io(const char *kind, const tern_io_info *io)
 static void print_type(const char *name, const graph_type *t)
 {
     printf("  %-40s ", name);
-    if (t->kind == TENSOR_SEQUENCE) printf("seq(%s)\n", tern_dtype_name((tern_dtype)t->elem));
-    else if (t->kind < 0) printf("?\n");
+    if (t->kind == TENSOR_SEQUENCE)
+        printf("seq(%s)\n", tern_dtype_name((tern_dtype)t->elem));
+    else if (t->kind < 0)
+        printf("?\n");
     else {
         printf("%-8s ", tern_dtype_name((tern_dtype)t->elem));
         if (t->rank < 0) {
@@ -110,8 +115,10 @@ static void print_type(const char *name, const graph_type *t)
         printf("[");
         for (int d = 0; d < t->rank; d++) {
             if (d) printf(",");
-            if (t->dims[d] >= 0) printf("%lld", (long long)t->dims[d]);
-            else printf("%s", *t->dim_names[d] ? t->dim_names[d] : "?");
+            if (t->dims[d] >= 0)
+                printf("%lld", (long long)t->dims[d]);
+            else
+                printf("%s", *t->dim_names[d] ? t->dim_names[d] : "?");
         }
         printf("]\n");
     }
@@ -174,9 +181,11 @@ static int cmd_check(int argc, char **argv)
     st = tern_session_create(path, NULL, &s);
     if (!st) {
         printf("inputs:\n");
-        for (int i = 0; i < tern_session_input_count(s); i++) print_io("input", tern_session_input(s, i));
+        for (int i = 0; i < tern_session_input_count(s); i++)
+            print_io("input", tern_session_input(s, i));
         printf("outputs:\n");
-        for (int i = 0; i < tern_session_output_count(s); i++) print_io("output", tern_session_output(s, i));
+        for (int i = 0; i < tern_session_output_count(s); i++)
+            print_io("output", tern_session_output(s, i));
     }
     printf("ops:\n");
     for (int i = 0; i < n; i++) {
@@ -282,7 +291,8 @@ static int cmd_run(int argc, char **argv)
     int runs = repeat ? (int)repeat + 1 : 1;
     for (int r = 0; r < runs; r++) {
         double t0 = now_ms();
-        st = tern_session_run(s, n_in, (const char *const *)in_names, (const tern_tensor *const *)ins, outs);
+        st = tern_session_run(s, n_in, (const char *const *)in_names,
+                              (const tern_tensor *const *)ins, outs);
         double t1 = now_ms();
         if (st) {
             free(times);
@@ -307,12 +317,13 @@ static int cmd_run(int argc, char **argv)
         size_t k = 0;
         for (; name[k] && k + 1 < sizeof safe; k++) {
             char ch = name[k];
-            int ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-                     ch == '.' || ch == '_' || ch == '-';
+            int ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                     (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
             safe[k] = ok ? ch : '_';
         }
         safe[k] = 0;
-        if (!strcmp(safe, ".") || !strcmp(safe, "..") || !k) snprintf(safe, sizeof safe, "output_%d", j);
+        if (!strcmp(safe, ".") || !strcmp(safe, "..") || !k)
+            snprintf(safe, sizeof safe, "output_%d", j);
         snprintf(path, sizeof path, "%s/%s.npy", outdir, safe);
         st = npy_write(path, outs[j]);
         if (st) {
@@ -322,12 +333,14 @@ static int cmd_run(int argc, char **argv)
         }
         const tern_tensor *t = outs[j];
         printf("%s: %s [", path, tern_dtype_name(tern_tensor_dtype(t)));
-        for (int d = 0; d < tern_tensor_rank(t); d++) printf(d ? ",%lld" : "%lld", (long long)tern_tensor_dims(t)[d]);
+        for (int d = 0; d < tern_tensor_rank(t); d++)
+            printf(d ? ",%lld" : "%lld", (long long)tern_tensor_dims(t)[d]);
         printf("]\n");
     }
     if (repeat) {
         qsort(times, (size_t)repeat, sizeof *times, cmp_double);
-        double med = repeat % 2 ? times[repeat / 2] : (times[repeat / 2 - 1] + times[repeat / 2]) / 2;
+        double med =
+            repeat % 2 ? times[repeat / 2] : (times[repeat / 2 - 1] + times[repeat / 2]) / 2;
         long p90 = (long)((repeat - 1) * 0.9 + 0.5);
         printf("{\"runs\":%ld,\"median_ms\":%.3f,\"p90_ms\":%.3f,\"min_ms\":%.3f}\n", repeat, med,
                times[p90], times[0]);
@@ -349,7 +362,8 @@ out:
 static void print_op(const op_def *d, void *arg)
 {
     (void)arg;
-    printf("%-24s %-28s %d-%d\n", *d->domain ? d->domain : "ai.onnx", d->op_type, d->since, d->until);
+    printf("%-24s %-28s %d-%d\n", *d->domain ? d->domain : "ai.onnx", d->op_type, d->since,
+           d->until);
 }
 
 int main(int argc, char **argv)

@@ -17,11 +17,21 @@ static const struct {
     const char *descr;
     tern_dtype dt;
 } descrs[] = {
-    {"<f4", TERN_FLOAT},  {"<f8", TERN_DOUBLE}, {"<f2", TERN_FLOAT16}, {"|b1", TERN_BOOL},
-    {"|u1", TERN_UINT8},  {"|i1", TERN_INT8},   {"<u2", TERN_UINT16},  {"<i2", TERN_INT16},
-    {"<u4", TERN_UINT32}, {"<i4", TERN_INT32},  {"<u8", TERN_UINT64},  {"<i8", TERN_INT64},
+    {"<f4", TERN_FLOAT},
+    {"<f8", TERN_DOUBLE},
+    {"<f2", TERN_FLOAT16},
+    {"|b1", TERN_BOOL},
+    {"|u1", TERN_UINT8},
+    {"|i1", TERN_INT8},
+    {"<u2", TERN_UINT16},
+    {"<i2", TERN_INT16},
+    {"<u4", TERN_UINT32},
+    {"<i4", TERN_INT32},
+    {"<u8", TERN_UINT64},
+    {"<i8", TERN_INT64},
     /* numpy has no bfloat16: ml_dtypes writes it as "<V2"; we use the same */
-    {"<V2", TERN_BFLOAT16}, {"|V2", TERN_BFLOAT16},
+    {"<V2", TERN_BFLOAT16},
+    {"|V2", TERN_BFLOAT16},
 };
 
 static tern_status *bad(const char *path, const char *why)
@@ -56,14 +66,26 @@ static uint32_t utf8_decode(const unsigned char **s)
 
 static size_t utf8_encode(uint32_t c, char *o)
 {
-    if (c < 0x80) { o[0] = (char)c; return 1; }
-    if (c < 0x800) { o[0] = (char)(0xc0 | (c >> 6)); o[1] = (char)(0x80 | (c & 0x3f)); return 2; }
-    if (c < 0x10000) {
-        o[0] = (char)(0xe0 | (c >> 12)); o[1] = (char)(0x80 | ((c >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (c & 0x3f)); return 3;
+    if (c < 0x80) {
+        o[0] = (char)c;
+        return 1;
     }
-    o[0] = (char)(0xf0 | (c >> 18)); o[1] = (char)(0x80 | ((c >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((c >> 6) & 0x3f)); o[3] = (char)(0x80 | (c & 0x3f)); return 4;
+    if (c < 0x800) {
+        o[0] = (char)(0xc0 | (c >> 6));
+        o[1] = (char)(0x80 | (c & 0x3f));
+        return 2;
+    }
+    if (c < 0x10000) {
+        o[0] = (char)(0xe0 | (c >> 12));
+        o[1] = (char)(0x80 | ((c >> 6) & 0x3f));
+        o[2] = (char)(0x80 | (c & 0x3f));
+        return 3;
+    }
+    o[0] = (char)(0xf0 | (c >> 18));
+    o[1] = (char)(0x80 | ((c >> 12) & 0x3f));
+    o[2] = (char)(0x80 | ((c >> 6) & 0x3f));
+    o[3] = (char)(0x80 | (c & 0x3f));
+    return 4;
 }
 
 tern_status *npy_read(const char *path, tern_tensor **out)
@@ -80,26 +102,47 @@ tern_status *npy_read(const char *path, tern_tensor **out)
     }
     size_t hlen;
     if (pre[6] == 1) {
-        if (fread(pre + 8, 1, 2, f) != 2) { st = bad(path, "truncated header"); goto done; }
+        if (fread(pre + 8, 1, 2, f) != 2) {
+            st = bad(path, "truncated header");
+            goto done;
+        }
         hlen = pre[8] | (size_t)pre[9] << 8;
     } else if (pre[6] == 2 || pre[6] == 3) {
-        if (fread(pre + 8, 1, 4, f) != 4) { st = bad(path, "truncated header"); goto done; }
+        if (fread(pre + 8, 1, 4, f) != 4) {
+            st = bad(path, "truncated header");
+            goto done;
+        }
         hlen = pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
     } else {
         st = bad(path, "unknown format version");
         goto done;
     }
-    if (hlen > (1u << 20)) { st = bad(path, "header too large"); goto done; }
+    if (hlen > (1u << 20)) {
+        st = bad(path, "header too large");
+        goto done;
+    }
     hdr = malloc(hlen + 1);
-    if (!hdr || fread(hdr, 1, hlen, f) != hlen) { st = bad(path, "truncated header"); goto done; }
+    if (!hdr || fread(hdr, 1, hlen, f) != hlen) {
+        st = bad(path, "truncated header");
+        goto done;
+    }
     hdr[hlen] = 0;
     const char *d = dict_value(hdr, "descr"), *fo = dict_value(hdr, "fortran_order"),
                *sh = dict_value(hdr, "shape");
-    if (!d || !fo || !sh || *d != '\'' || *sh != '(') { st = bad(path, "header lacks descr, fortran_order or shape"); goto done; }
-    if (strncmp(fo, "False", 5) != 0) { st = bad(path, "Fortran order is not supported"); goto done; }
+    if (!d || !fo || !sh || *d != '\'' || *sh != '(') {
+        st = bad(path, "header lacks descr, fortran_order or shape");
+        goto done;
+    }
+    if (strncmp(fo, "False", 5) != 0) {
+        st = bad(path, "Fortran order is not supported");
+        goto done;
+    }
     char descr[32];
     size_t dl = strcspn(d + 1, "'");
-    if (dl == 0 || dl >= sizeof descr) { st = bad(path, "bad descr"); goto done; }
+    if (dl == 0 || dl >= sizeof descr) {
+        st = bad(path, "bad descr");
+        goto done;
+    }
     memcpy(descr, d + 1, dl);
     descr[dl] = 0;
     int64_t dims[TERN_MAX_RANK];
@@ -111,21 +154,41 @@ tern_status *npy_read(const char *path, tern_tensor **out)
         char *end;
         errno = 0;
         long long v = strtoll(p, &end, 10);
-        if (end == p || errno || v < 0) { st = bad(path, "bad shape"); goto done; }
-        if (rank == TERN_MAX_RANK) { st = bad(path, "too many dimensions"); goto done; }
+        if (end == p || errno || v < 0) {
+            st = bad(path, "bad shape");
+            goto done;
+        }
+        if (rank == TERN_MAX_RANK) {
+            st = bad(path, "too many dimensions");
+            goto done;
+        }
         dims[rank++] = v;
         p = end;
     }
-    if (shape_numel(rank, dims) < 0) { st = bad(path, "shape too large"); goto done; }
+    if (shape_numel(rank, dims) < 0) {
+        st = bad(path, "shape too large");
+        goto done;
+    }
     if (descr[1] == 'U' && (descr[0] == '<' || descr[0] == '|')) {
         long width = strtol(descr + 2, NULL, 10);
-        if (width < 0 || width > (1 << 20)) { st = bad(path, "bad string width"); goto done; }
+        if (width < 0 || width > (1 << 20)) {
+            st = bad(path, "bad string width");
+            goto done;
+        }
         TERN_TRY(tern_tensor_create(TERN_STRING, rank, dims, out));
         uint32_t *buf = malloc((size_t)(width ? width : 1) * 4);
         char *s = malloc((size_t)width * 4 + 1);
-        if (!buf || !s) { free(buf); free(s); st = tern_error(TERN_ERR_NO_MEMORY, "out of memory"); goto done; }
+        if (!buf || !s) {
+            free(buf);
+            free(s);
+            st = tern_error(TERN_ERR_NO_MEMORY, "out of memory");
+            goto done;
+        }
         for (int64_t i = 0; i < (*out)->numel && !st; i++) {
-            if (fread(buf, 4, (size_t)width, f) != (size_t)width) { st = bad(path, "data is shorter than the shape"); break; }
+            if (fread(buf, 4, (size_t)width, f) != (size_t)width) {
+                st = bad(path, "data is shorter than the shape");
+                break;
+            }
             size_t o = 0;
             for (long k = 0; k < width && buf[k]; k++) o += utf8_encode(buf[k], s + o);
             s[o] = 0;
@@ -145,7 +208,8 @@ tern_status *npy_read(const char *path, tern_tensor **out)
     st = tern_tensor_create(dt, rank, dims, out);
     if (st) goto done;
     size_t nb = tern_tensor_nbytes(*out);
-    if (nb && fread(tern_tensor_data(*out), 1, nb, f) != nb) st = bad(path, "data is shorter than the shape");
+    if (nb && fread(tern_tensor_data(*out), 1, nb, f) != nb)
+        st = bad(path, "data is shorter than the shape");
 done:
     if (st && *out) {
         tern_tensor_free(*out);
@@ -168,16 +232,24 @@ tern_status *npy_write(const char *path, const tern_tensor *t)
         for (int64_t i = 0; i < t->numel; i++) {
             long n = 0;
             const unsigned char *p = (const unsigned char *)(s[i] ? s[i] : "");
-            while (*p) { utf8_decode(&p); n++; }
+            while (*p) {
+                utf8_decode(&p);
+                n++;
+            }
             if (n > width) width = n;
         }
         snprintf(descr, sizeof descr, "<U%ld", width ? width : 1);
         if (!width) width = 1;
     } else {
         for (size_t i = 0; i < sizeof descrs / sizeof *descrs; i++)
-            if (descrs[i].dt == dt) { snprintf(descr, sizeof descr, "%s", descrs[i].descr); break; }
+            if (descrs[i].dt == dt) {
+                snprintf(descr, sizeof descr, "%s", descrs[i].descr);
+                break;
+            }
     }
-    if (!*descr) return tern_error(TERN_ERR_UNSUPPORTED, "%s: dtype %s has no .npy form", path, tern_dtype_name(dt));
+    if (!*descr)
+        return tern_error(TERN_ERR_UNSUPPORTED, "%s: dtype %s has no .npy form", path,
+                          tern_dtype_name(dt));
     char shape[TERN_MAX_RANK * 24 + 8];
     size_t o = 0;
     o += (size_t)snprintf(shape + o, sizeof shape - o, "(");
@@ -187,7 +259,8 @@ tern_status *npy_write(const char *path, const tern_tensor *t)
     if (t->rank > 1) o--; /* numpy writes (2, 3) but (4,) */
     snprintf(shape + o, sizeof shape - o, ")");
     char hdr[512];
-    int hl = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr, shape);
+    int hl = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
+                      descr, shape);
     /* pad with spaces so that magic + len + header + '\n' is a multiple of 64 */
     int total = 10 + hl + 1;
     int pad = (64 - total % 64) % 64;

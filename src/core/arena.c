@@ -19,7 +19,10 @@ struct arena_block {
     unsigned char *mem;
 };
 
-void arena_init(arena *a) { memset(a, 0, sizeof *a); }
+void arena_init(arena *a)
+{
+    memset(a, 0, sizeof *a);
+}
 
 void arena_free(arena *a)
 {
@@ -33,7 +36,10 @@ void arena_free(arena *a)
     memset(a, 0, sizeof *a);
 }
 
-static size_t align_up(size_t n) { return (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1); }
+static size_t align_up(size_t n)
+{
+    return (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+}
 
 void *arena_alloc(arena *a, size_t n)
 {

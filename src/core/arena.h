@@ -16,7 +16,7 @@ typedef struct arena_block arena_block;
 typedef struct arena {
     arena_block *head; /* block being filled */
     arena_block *first;
-    size_t total;      /* bytes reserved in all blocks */
+    size_t total; /* bytes reserved in all blocks */
 } arena;
 
 typedef struct arena_mark {

@@ -18,14 +18,20 @@ static const struct {
     [TERN_BFLOAT16] = {"bfloat16", 2},
 };
 
-bool dtype_valid(int dt) { return dt > 0 && dt <= TERN_BFLOAT16; }
+bool dtype_valid(int dt)
+{
+    return dt > 0 && dt <= TERN_BFLOAT16;
+}
 
 const char *tern_dtype_name(tern_dtype dt)
 {
     return dtype_valid((int)dt) ? dtypes[dt].name : "undefined";
 }
 
-size_t tern_dtype_size(tern_dtype dt) { return dtype_valid((int)dt) ? dtypes[dt].size : 0; }
+size_t tern_dtype_size(tern_dtype dt)
+{
+    return dtype_valid((int)dt) ? dtypes[dt].size : 0;
+}
 
 bool dtype_is_float(tern_dtype dt)
 {
@@ -35,11 +41,15 @@ bool dtype_is_float(tern_dtype dt)
 bool dtype_is_int(tern_dtype dt)
 {
     switch (dt) {
-    case TERN_INT8: case TERN_INT16: case TERN_INT32: case TERN_INT64:
-    case TERN_UINT8: case TERN_UINT16: case TERN_UINT32: case TERN_UINT64:
-        return true;
-    default:
-        return false;
+    case TERN_INT8:
+    case TERN_INT16:
+    case TERN_INT32:
+    case TERN_INT64:
+    case TERN_UINT8:
+    case TERN_UINT16:
+    case TERN_UINT32:
+    case TERN_UINT64: return true;
+    default: return false;
     }
 }
 

@@ -26,7 +26,10 @@ static inline float f16_to_f32(uint16_t h)
             bits = sign;
         } else { /* subnormal: normalise */
             int e = -1;
-            do { man <<= 1; e++; } while (!(man & 0x400));
+            do {
+                man <<= 1;
+                e++;
+            } while (!(man & 0x400));
             bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
         }
     } else if (exp == 0x1f) {
@@ -46,9 +49,10 @@ static inline uint16_t f32_to_f16(float f)
     uint32_t sign = (x >> 16) & 0x8000;
     uint32_t absx = x & 0x7fffffffu;
     if (absx >= 0x7f800000u) /* inf or nan */
-        return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 | ((absx >> 13) & 0x3ff) : 0));
+        return (uint16_t)(sign | 0x7c00 |
+                          (absx > 0x7f800000u ? 0x200 | ((absx >> 13) & 0x3ff) : 0));
     if (absx >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* overflow to inf */
-    if (absx < 0x38800000u) {                                 /* subnormal or zero */
+    if (absx < 0x38800000u) {                                  /* subnormal or zero */
         if (absx < 0x33000000u) return (uint16_t)sign;
         uint32_t e = absx >> 23, m = (absx & 0x7fffff) | 0x800000;
         uint32_t shift = 126 - e; /* 14..24 */

@@ -34,8 +34,14 @@ tern_status *tern_error_wrap(tern_status *st, const char *fmt, ...)
     return st;
 }
 
-tern_code tern_status_code(const tern_status *st) { return st ? st->code : TERN_OK; }
-const char *tern_status_message(const tern_status *st) { return st ? st->msg : "ok"; }
+tern_code tern_status_code(const tern_status *st)
+{
+    return st ? st->code : TERN_OK;
+}
+const char *tern_status_message(const tern_status *st)
+{
+    return st ? st->msg : "ok";
+}
 
 void tern_status_free(tern_status *st)
 {

@@ -14,8 +14,7 @@ struct tern_status {
     char msg[512];
 };
 
-tern_status *tern_error(tern_code code, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+tern_status *tern_error(tern_code code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prepends "prefix: " to st's message; returns st. */
 tern_status *tern_error_wrap(tern_status *st, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -118,8 +118,8 @@ tern_status *tern_tensor_create(tern_dtype dt, int rank, const int64_t *dims, te
     return NULL;
 }
 
-tern_status *tern_tensor_create_copy(tern_dtype dt, int rank, const int64_t *dims,
-                                     const void *data, size_t nbytes, tern_tensor **out)
+tern_status *tern_tensor_create_copy(tern_dtype dt, int rank, const int64_t *dims, const void *data,
+                                     size_t nbytes, tern_tensor **out)
 {
     if (dt == TERN_STRING)
         return tern_error(TERN_ERR_INVALID_ARGUMENT,
@@ -129,8 +129,8 @@ tern_status *tern_tensor_create_copy(tern_dtype dt, int rank, const int64_t *dim
         size_t want = tensor_nbytes(*out);
         tern_tensor_free(*out);
         *out = NULL;
-        return tern_error(TERN_ERR_INVALID_ARGUMENT,
-                          "data has %zu bytes but the shape needs %zu", nbytes, want);
+        return tern_error(TERN_ERR_INVALID_ARGUMENT, "data has %zu bytes but the shape needs %zu",
+                          nbytes, want);
     }
     if (nbytes) memcpy((*out)->data, data, nbytes);
     return NULL;
@@ -182,13 +182,34 @@ tern_status *tensor_dup(const tern_tensor *src, tern_tensor **out)
     return NULL;
 }
 
-tern_dtype tern_tensor_dtype(const tern_tensor *t) { return t->dtype; }
-int tern_tensor_rank(const tern_tensor *t) { return t->rank; }
-const int64_t *tern_tensor_dims(const tern_tensor *t) { return t->dims; }
-int64_t tern_tensor_numel(const tern_tensor *t) { return t->numel; }
-size_t tern_tensor_nbytes(const tern_tensor *t) { return tensor_nbytes(t); }
-void *tern_tensor_data(tern_tensor *t) { return t->data; }
-const void *tern_tensor_cdata(const tern_tensor *t) { return t->data; }
+tern_dtype tern_tensor_dtype(const tern_tensor *t)
+{
+    return t->dtype;
+}
+int tern_tensor_rank(const tern_tensor *t)
+{
+    return t->rank;
+}
+const int64_t *tern_tensor_dims(const tern_tensor *t)
+{
+    return t->dims;
+}
+int64_t tern_tensor_numel(const tern_tensor *t)
+{
+    return t->numel;
+}
+size_t tern_tensor_nbytes(const tern_tensor *t)
+{
+    return tensor_nbytes(t);
+}
+void *tern_tensor_data(tern_tensor *t)
+{
+    return t->data;
+}
+const void *tern_tensor_cdata(const tern_tensor *t)
+{
+    return t->data;
+}
 
 tern_status *tern_tensor_set_string(tern_tensor *t, int64_t i, const char *s)
 {

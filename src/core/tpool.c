@@ -95,7 +95,10 @@ void tpool_free(tpool *p)
     free(p);
 }
 
-int tpool_threads(const tpool *p) { return p ? p->nthreads : 1; }
+int tpool_threads(const tpool *p)
+{
+    return p ? p->nthreads : 1;
+}
 
 void tpool_for(tpool *p, int64_t n, int64_t grain, tpool_fn fn, void *arg)
 {

@@ -8,7 +8,10 @@
 
 #include <string.h>
 
-static tern_status *oom(void) { return tern_error(TERN_ERR_NO_MEMORY, "out of memory in arena"); }
+static tern_status *oom(void)
+{
+    return tern_error(TERN_ERR_NO_MEMORY, "out of memory in arena");
+}
 
 /* ---- memory for kernels ------------------------------------------------ */
 
@@ -54,8 +57,7 @@ static tern_status *alloc_dense(exec_state *x, tern_tensor *s, tern_dtype dt, in
     return s->data ? NULL : oom();
 }
 
-tern_status *op_out(op_ctx *c, int i, tern_dtype dt, int rank, const int64_t *dims,
-                    tern_tensor **t)
+tern_status *op_out(op_ctx *c, int i, tern_dtype dt, int rank, const int64_t *dims, tern_tensor **t)
 {
     TERN_TRY(out_slot(c, i, t));
     tern_status *st = alloc_dense(c->frame->x, *t, dt, rank, dims);
@@ -63,16 +65,14 @@ tern_status *op_out(op_ctx *c, int i, tern_dtype dt, int rank, const int64_t *di
               : NULL;
 }
 
-tern_status *op_new_tensor(op_ctx *c, tern_dtype dt, int rank, const int64_t *dims,
-                           tern_tensor **t)
+tern_status *op_new_tensor(op_ctx *c, tern_dtype dt, int rank, const int64_t *dims, tern_tensor **t)
 {
     *t = arena_calloc(&c->frame->x->mem, sizeof **t);
     if (!*t) return oom();
     return alloc_dense(c->frame->x, *t, dt, rank, dims);
 }
 
-tern_status *op_out_alias(op_ctx *c, int i, const tern_tensor *src, int rank,
-                          const int64_t *dims)
+tern_status *op_out_alias(op_ctx *c, int i, const tern_tensor *src, int rank, const int64_t *dims)
 {
     tern_tensor *t = NULL;
     TERN_TRY(out_slot(c, i, &t));
@@ -121,11 +121,17 @@ tern_status *op_out_value(op_ctx *c, int i, const tern_tensor *v)
 
 /* ---- subgraphs --------------------------------------------------------- */
 
-int op_graph_n_inputs(const struct graph *g) { return g->n_inputs; }
-int op_graph_n_outputs(const struct graph *g) { return g->n_outputs; }
+int op_graph_n_inputs(const struct graph *g)
+{
+    return g->n_inputs;
+}
+int op_graph_n_outputs(const struct graph *g)
+{
+    return g->n_outputs;
+}
 
-tern_status *op_run_graph(op_ctx *c, const struct graph *g, int n_in,
-                          const tern_tensor *const *in, tern_tensor **out)
+tern_status *op_run_graph(op_ctx *c, const struct graph *g, int n_in, const tern_tensor *const *in,
+                          tern_tensor **out)
 {
     exec_frame *f = c->frame;
     /* the caller's node state is restored: nested runs reuse the frame fields */
@@ -162,8 +168,8 @@ tern_status *exec_graph(exec_state *x, exec_frame *parent, const graph *g, int n
     for (int v = 0; v < g->n_values; v++)
         if (g->values[v].init) f.vals[v] = g->values[v].init;
     if (n_in > g->n_inputs)
-        return tern_error(TERN_ERR_INVALID_ARGUMENT, "graph '%s' takes %d inputs, got %d",
-                          g->name, g->n_inputs, n_in);
+        return tern_error(TERN_ERR_INVALID_ARGUMENT, "graph '%s' takes %d inputs, got %d", g->name,
+                          g->n_inputs, n_in);
     for (int i = 0; i < n_in; i++)
         if (in[i]) f.vals[g->inputs[i]] = in[i];
 

@@ -16,9 +16,18 @@ struct tern_options {
     int threads;
 };
 
-tern_options *tern_options_create(void) { return calloc(1, sizeof(tern_options)); }
-void tern_options_free(tern_options *o) { free(o); }
-void tern_options_set_threads(tern_options *o, int threads) { o->threads = threads; }
+tern_options *tern_options_create(void)
+{
+    return calloc(1, sizeof(tern_options));
+}
+void tern_options_free(tern_options *o)
+{
+    free(o);
+}
+void tern_options_set_threads(tern_options *o, int threads)
+{
+    o->threads = threads;
+}
 
 struct tern_session {
     graph_model *model;
@@ -68,7 +77,8 @@ static tern_status *session_init(graph_model *m, const tern_options *opt, tern_s
         s->input_values[s->n_inputs] = i;
         describe(v, &s->inputs[s->n_inputs++]);
     }
-    for (int i = 0; i < g->n_outputs; i++) describe(&g->values[g->outputs[i]], &s->outputs[s->n_outputs++]);
+    for (int i = 0; i < g->n_outputs; i++)
+        describe(&g->values[g->outputs[i]], &s->outputs[s->n_outputs++]);
     *out = s;
     return NULL;
 }
@@ -124,8 +134,14 @@ void tern_session_free(tern_session *s)
     free(s);
 }
 
-int tern_session_input_count(const tern_session *s) { return s->n_inputs; }
-int tern_session_output_count(const tern_session *s) { return s->n_outputs; }
+int tern_session_input_count(const tern_session *s)
+{
+    return s->n_inputs;
+}
+int tern_session_output_count(const tern_session *s)
+{
+    return s->n_outputs;
+}
 const tern_io_info *tern_session_input(const tern_session *s, int i)
 {
     return i >= 0 && i < s->n_inputs ? &s->inputs[i] : NULL;
@@ -150,7 +166,8 @@ static tern_status *check_input(const graph_value *v, const tern_tensor *t)
     if (t->kind == TENSOR_NONE) return NULL;
     if (ty->elem && (int)t->dtype != ty->elem)
         return tern_error(TERN_ERR_INVALID_ARGUMENT, "input '%s': expected dtype %s, got %s",
-                          v->name, tern_dtype_name((tern_dtype)ty->elem), tern_dtype_name(t->dtype));
+                          v->name, tern_dtype_name((tern_dtype)ty->elem),
+                          tern_dtype_name(t->dtype));
     if (t->kind != TENSOR_DENSE || ty->rank < 0) return NULL;
     char a[200], b[200];
     if (t->rank != ty->rank)

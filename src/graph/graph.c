@@ -32,7 +32,10 @@ typedef struct builder {
     int n_implicit, cap_implicit;
 } builder;
 
-static const char *str_or_empty(const char *s) { return s ? s : ""; }
+static const char *str_or_empty(const char *s)
+{
+    return s ? s : "";
+}
 
 static uint64_t hash_str(const char *s)
 {
@@ -179,8 +182,8 @@ static tern_status *build_attr(builder *b, const op_node *n, const Onnx__Attribu
     a->name = str_or_empty(ap->name);
     if (ap->ref_attr_name && *ap->ref_attr_name)
         return tern_error(TERN_ERR_UNSUPPORTED,
-                          "node '%s' (%s): attribute '%s' refers to a function attribute",
-                          n->name, n->op_type, a->name);
+                          "node '%s' (%s): attribute '%s' refers to a function attribute", n->name,
+                          n->op_type, a->name);
     a->type = attr_type(ap);
     char what[256];
     snprintf(what, sizeof what, "node '%s' (%s) attribute '%s'", n->name, n->op_type, a->name);
@@ -303,11 +306,15 @@ static tern_status *toposort(builder *b)
         for (int k = 0; k < g->nodes[i].n_in; k++) {                                               \
             int v = g->nodes[i].in[k];                                                             \
             int p = v >= 0 ? g->values[v].producer : -1;                                           \
-            if (p >= 0) { body }                                                                   \
+            if (p >= 0) {                                                                          \
+                body                                                                               \
+            }                                                                                      \
         }                                                                                          \
     for (int e = 0; e < b->n_implicit; e++) {                                                      \
         int i = b->implicit[e].node, p = g->values[b->implicit[e].value].producer;                 \
-        if (p >= 0) { body }                                                                       \
+        if (p >= 0) {                                                                              \
+            body                                                                                   \
+        }                                                                                          \
     }
     FOR_EACH_DEP(cnt[p + 1]++; indeg[i]++;)
     for (int i = 0; i < nn; i++) cnt[i + 1] += cnt[i];
@@ -332,9 +339,8 @@ static tern_status *toposort(builder *b)
     if (tail < nn) {
         int bad = 0;
         while (indeg[bad] == 0) bad++;
-        st = tern_error(TERN_ERR_INVALID_MODEL,
-                        "graph '%s' has a cycle through node '%s' (%s)", g->name,
-                        g->nodes[bad].op.name, g->nodes[bad].op.op_type);
+        st = tern_error(TERN_ERR_INVALID_MODEL, "graph '%s' has a cycle through node '%s' (%s)",
+                        g->name, g->nodes[bad].op.name, g->nodes[bad].op.op_type);
         goto done;
     }
     for (int i = 0; i < nn; i++) {

@@ -25,9 +25,9 @@
 #include "ops/op.h"
 
 typedef struct graph_type {
-    int kind;   /* TENSOR_DENSE, TENSOR_SEQUENCE (of tensors), or -1 unknown */
-    int elem;   /* tern_dtype of the elements, 0 if unknown */
-    int rank;   /* -1 if unknown */
+    int kind; /* TENSOR_DENSE, TENSOR_SEQUENCE (of tensors), or -1 unknown */
+    int elem; /* tern_dtype of the elements, 0 if unknown */
+    int rank; /* -1 if unknown */
     int64_t dims[TERN_MAX_RANK];
     const char *dim_names[TERN_MAX_RANK];
     bool optional;

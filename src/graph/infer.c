@@ -18,14 +18,23 @@ typedef struct sym {
     const char *name; /* for v < 0: symbolic name, "" if anonymous */
 } sym;
 
-static sym dim_of(const graph_type *t, int i) { return (sym){t->dims[i], t->dim_names[i] ? t->dim_names[i] : ""}; }
+static sym dim_of(const graph_type *t, int i)
+{
+    return (sym){t->dims[i], t->dim_names[i] ? t->dim_names[i] : ""};
+}
 static void set_dim(graph_type *t, int i, sym d)
 {
     t->dims[i] = d.v;
     t->dim_names[i] = d.v >= 0 ? "" : d.name;
 }
-static sym unknown(void) { return (sym){-1, ""}; }
-static sym known(int64_t v) { return (sym){v, ""}; }
+static sym unknown(void)
+{
+    return (sym){-1, ""};
+}
+static sym known(int64_t v)
+{
+    return (sym){v, ""};
+}
 
 static bool same_dim(sym a, sym b)
 {
@@ -68,7 +77,8 @@ static int int_list(const graph *g, const graph_node *n, const char *name, int i
         return a->n;
     }
     const tern_tensor *t = input >= 0 ? in_const(g, n, input) : NULL;
-    if (!t || t->kind != TENSOR_DENSE || t->numel > cap || !(t->dtype == TERN_INT64 || t->dtype == TERN_INT32))
+    if (!t || t->kind != TENSOR_DENSE || t->numel > cap ||
+        !(t->dtype == TERN_INT64 || t->dtype == TERN_INT32))
         return -1;
     for (int64_t i = 0; i < t->numel; i++) v[i] = dtype_get_i64(t->dtype, t->data, i);
     return (int)t->numel;
@@ -102,11 +112,14 @@ static bool broadcast(const graph_type *const *ts, int n, graph_type *o, int ele
             if (j < 0) continue;
             sym e = dim_of(ts[k], j);
             if (e.v == 1) continue;
-            if (d.v == 1) d = e;
+            if (d.v == 1)
+                d = e;
             else if (!same_dim(d, e)) {
-                if (e.v >= 0 && d.v < 0) d = e; /* a known size wins over a symbol */
+                if (e.v >= 0 && d.v < 0)
+                    d = e; /* a known size wins over a symbol */
                 else if (e.v < 0 && d.v >= 0) {
-                } else any_unknown = true;
+                } else
+                    any_unknown = true;
             }
         }
         set_dim(o, i, any_unknown ? unknown() : d);
@@ -114,7 +127,10 @@ static bool broadcast(const graph_type *const *ts, int n, graph_type *o, int ele
     return true;
 }
 
-static int norm_axis(int64_t a, int rank) { return (int)(a < 0 ? a + rank : a); }
+static int norm_axis(int64_t a, int rank)
+{
+    return (int)(a < 0 ? a + rank : a);
+}
 
 /* Output spatial size of a convolution or pooling window. */
 static sym window_out(sym in, int64_t k, int64_t s, int64_t d, int64_t pb, int64_t pe,
@@ -155,10 +171,13 @@ static bool infer_window(const graph *g, const graph_node *n, graph_type *o, boo
     bool ceil_mode = attr_i(n, "ceil_mode", 0) != 0;
     tensor_type(o, x->elem, x->rank);
     set_dim(o, 0, dim_of(x, 0));
-    if (is_conv) set_dim(o, 1, w && w->rank > 0 ? dim_of(w, 0) : unknown());
-    else set_dim(o, 1, dim_of(x, 1));
+    if (is_conv)
+        set_dim(o, 1, w && w->rank > 0 ? dim_of(w, 0) : unknown());
+    else
+        set_dim(o, 1, dim_of(x, 1));
     for (int i = 0; i < sp; i++)
-        set_dim(o, i + 2, window_out(dim_of(x, i + 2), k[i], s[i], d[i], p[i], p[i + sp], pad, ceil_mode));
+        set_dim(o, i + 2,
+                window_out(dim_of(x, i + 2), k[i], s[i], d[i], p[i], p[i + sp], pad, ceil_mode));
     return true;
 }
 
@@ -171,9 +190,12 @@ static bool infer_reshape(const graph *g, const graph_node *n, graph_type *o)
     tensor_type(o, x->elem, r);
     int infer_at = -1;
     for (int i = 0; i < r; i++) {
-        if (s[i] == 0 && !attr_i(n, "allowzero", 0) && x->rank > i) set_dim(o, i, dim_of(x, i));
-        else if (s[i] == -1) infer_at = i;
-        else set_dim(o, i, known(s[i]));
+        if (s[i] == 0 && !attr_i(n, "allowzero", 0) && x->rank > i)
+            set_dim(o, i, dim_of(x, i));
+        else if (s[i] == -1)
+            infer_at = i;
+        else
+            set_dim(o, i, known(s[i]));
     }
     if (infer_at >= 0 && x->rank >= 0) {
         /* known when every dim of x is known, or when x's unknown dims are
@@ -185,8 +207,10 @@ static bool infer_reshape(const graph *g, const graph_node *n, graph_type *o)
             bool carried = false;
             for (int j = 0; j < r; j++)
                 if (j != infer_at && o->dims[j] < 0 && same_dim(dim_of(o, j), d)) carried = true;
-            if (d.v >= 0) num *= d.v;
-            else if (!carried) ok = false;
+            if (d.v >= 0)
+                num *= d.v;
+            else if (!carried)
+                ok = false;
         }
         for (int j = 0; j < r && ok; j++)
             if (j != infer_at) {
@@ -202,14 +226,59 @@ static bool infer_node(const graph *g, const graph_node *n, graph_type *o)
     const char *op = n->op.op_type;
     const graph_type *x = in_type(g, n, 0);
     if (*n->op.domain) return false;
-    static const char *same[] = {
-        "Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Sin",
-        "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Erf",
-        "Relu", "Sigmoid", "Tanh", "Elu", "Selu", "LeakyRelu", "HardSigmoid", "HardSwish",
-        "Softplus", "Softsign", "Celu", "ThresholdedRelu", "Mish", "Shrink", "Not", "Clip",
-        "Softmax", "LogSoftmax", "Hardmax", "Dropout", "Identity", "LRN", "BatchNormalization",
-        "InstanceNormalization", "LayerNormalization", "LpNormalization",
-        "MeanVarianceNormalization", "CumSum", "BitwiseNot", "Gelu", NULL};
+    static const char *same[] = {"Abs",
+                                 "Neg",
+                                 "Exp",
+                                 "Log",
+                                 "Sqrt",
+                                 "Reciprocal",
+                                 "Floor",
+                                 "Ceil",
+                                 "Round",
+                                 "Sign",
+                                 "Sin",
+                                 "Cos",
+                                 "Tan",
+                                 "Asin",
+                                 "Acos",
+                                 "Atan",
+                                 "Sinh",
+                                 "Cosh",
+                                 "Asinh",
+                                 "Acosh",
+                                 "Atanh",
+                                 "Erf",
+                                 "Relu",
+                                 "Sigmoid",
+                                 "Tanh",
+                                 "Elu",
+                                 "Selu",
+                                 "LeakyRelu",
+                                 "HardSigmoid",
+                                 "HardSwish",
+                                 "Softplus",
+                                 "Softsign",
+                                 "Celu",
+                                 "ThresholdedRelu",
+                                 "Mish",
+                                 "Shrink",
+                                 "Not",
+                                 "Clip",
+                                 "Softmax",
+                                 "LogSoftmax",
+                                 "Hardmax",
+                                 "Dropout",
+                                 "Identity",
+                                 "LRN",
+                                 "BatchNormalization",
+                                 "InstanceNormalization",
+                                 "LayerNormalization",
+                                 "LpNormalization",
+                                 "MeanVarianceNormalization",
+                                 "CumSum",
+                                 "BitwiseNot",
+                                 "Gelu",
+                                 NULL};
     for (int i = 0; same[i]; i++)
         if (!strcmp(op, same[i])) {
             if (!x) return false;
@@ -217,11 +286,11 @@ static bool infer_node(const graph *g, const graph_node *n, graph_type *o)
             o->optional = false;
             return true;
         }
-    static const char *bcast[] = {"Add", "Sub", "Mul", "Div", "Pow", "Mod", "Sum", "Mean", "Max",
-                                  "Min", "PRelu", "BitShift", "BitwiseAnd", "BitwiseOr",
-                                  "BitwiseXor", NULL};
-    static const char *logic[] = {"And", "Or", "Xor", "Equal", "Less", "Greater", "LessOrEqual",
-                                  "GreaterOrEqual", NULL};
+    static const char *bcast[] = {
+        "Add", "Sub", "Mul",   "Div",      "Pow",        "Mod",       "Sum",        "Mean",
+        "Max", "Min", "PRelu", "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor", NULL};
+    static const char *logic[] = {
+        "And", "Or", "Xor", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", NULL};
     const graph_type *ts[8];
     int nt = n->n_in < 8 ? n->n_in : 8;
     for (int k = 0; k < nt; k++) ts[k] = in_type(g, n, k);
@@ -239,8 +308,10 @@ static bool infer_node(const graph *g, const graph_node *n, graph_type *o)
     if (!strcmp(op, "Cast") || !strcmp(op, "CastLike")) {
         if (!x) return false;
         *o = *x;
-        if (!strcmp(op, "Cast")) o->elem = (int)attr_i(n, "to", 0);
-        else o->elem = ts[1] ? ts[1]->elem : 0;
+        if (!strcmp(op, "Cast"))
+            o->elem = (int)attr_i(n, "to", 0);
+        else
+            o->elem = ts[1] ? ts[1]->elem : 0;
         return true;
     }
     if (!strcmp(op, "MatMul")) {
@@ -271,7 +342,8 @@ static bool infer_node(const graph *g, const graph_node *n, graph_type *o)
     if (!strcmp(op, "Conv")) return infer_window(g, n, o, true);
     if (!strcmp(op, "MaxPool") || !strcmp(op, "AveragePool") || !strcmp(op, "LpPool"))
         return infer_window(g, n, o, false);
-    if (!strcmp(op, "GlobalAveragePool") || !strcmp(op, "GlobalMaxPool") || !strcmp(op, "GlobalLpPool")) {
+    if (!strcmp(op, "GlobalAveragePool") || !strcmp(op, "GlobalMaxPool") ||
+        !strcmp(op, "GlobalLpPool")) {
         if (!x || x->rank < 2) return false;
         *o = *x;
         for (int i = 2; i < x->rank; i++) set_dim(o, i, known(1));
@@ -288,13 +360,17 @@ static bool infer_node(const graph *g, const graph_node *n, graph_type *o)
             sym only = known(1);
             int n_unknown = 0;
             for (int i = lo; i < hi; i++) {
-                if (x->dims[i] >= 0) p *= x->dims[i];
+                if (x->dims[i] >= 0)
+                    p *= x->dims[i];
                 else {
                     n_unknown++;
                     only = dim_of(x, i);
                 }
             }
-            set_dim(o, side, n_unknown == 0 ? known(p) : (n_unknown == 1 && p == 1) ? only : unknown());
+            set_dim(o, side,
+                    n_unknown == 0               ? known(p)
+                    : (n_unknown == 1 && p == 1) ? only
+                                                 : unknown());
         }
         return true;
     }
@@ -366,8 +442,10 @@ static bool infer_node(const graph *g, const graph_node *n, graph_type *o)
         tensor_type(&t, x->elem, 0);
         int j = 0;
         for (int i = 0; i < (unsq ? r : x->rank); i++) {
-            if (unsq) set_dim(&t, t.rank++, mark[i] ? known(1) : dim_of(x, j++));
-            else if (!mark[i]) set_dim(&t, t.rank++, dim_of(x, i));
+            if (unsq)
+                set_dim(&t, t.rank++, mark[i] ? known(1) : dim_of(x, j++));
+            else if (!mark[i])
+                set_dim(&t, t.rank++, dim_of(x, i));
         }
         *o = t;
         return true;
@@ -394,7 +472,8 @@ static bool infer_node(const graph *g, const graph_node *n, graph_type *o)
             na = 1;
         } else {
             na = int_list(g, n, "axes", 1, axes, TERN_MAX_RANK);
-            if (na < 0 && n->n_in > 1 && n->in[1] >= 0) return false; /* axes computed at run time */
+            if (na < 0 && n->n_in > 1 && n->in[1] >= 0)
+                return false; /* axes computed at run time */
         }
         bool keep = attr_i(n, "keepdims", 1) != 0, mark[TERN_MAX_RANK] = {false};
         if (na <= 0) {
@@ -411,8 +490,10 @@ static bool infer_node(const graph *g, const graph_node *n, graph_type *o)
         }
         tensor_type(o, arg ? TERN_INT64 : x->elem, 0);
         for (int i = 0; i < x->rank; i++)
-            if (!mark[i]) set_dim(o, o->rank++, dim_of(x, i));
-            else if (keep) set_dim(o, o->rank++, known(1));
+            if (!mark[i])
+                set_dim(o, o->rank++, dim_of(x, i));
+            else if (keep)
+                set_dim(o, o->rank++, known(1));
         return true;
     }
     if (!strcmp(op, "Constant")) {

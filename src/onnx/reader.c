@@ -127,14 +127,14 @@ static tern_status *external_data(onnx_store *s, const Onnx__TensorProto *tp, co
             errno = 0;
             off = strtoll(e->value, &end, 10);
             if (errno || *end || off < 0)
-                return tern_error(TERN_ERR_INVALID_MODEL, "%s: bad external data offset '%s'",
-                                  what, e->value);
+                return tern_error(TERN_ERR_INVALID_MODEL, "%s: bad external data offset '%s'", what,
+                                  e->value);
         } else if (strcmp(e->key, "length") == 0) {
             errno = 0;
             len = strtoll(e->value, &end, 10);
             if (errno || *end || len < 0)
-                return tern_error(TERN_ERR_INVALID_MODEL, "%s: bad external data length '%s'",
-                                  what, e->value);
+                return tern_error(TERN_ERR_INVALID_MODEL, "%s: bad external data length '%s'", what,
+                                  e->value);
         }
     }
     if (!loc || !*loc)
@@ -202,9 +202,8 @@ static tern_status *external_data(onnx_store *s, const Onnx__TensorProto *tp, co
 
 static tern_status *count_err(const char *what, const char *field, size_t have, int64_t want)
 {
-    return tern_error(TERN_ERR_INVALID_MODEL,
-                      "%s: %s holds %zu values but the shape needs %lld", what, field, have,
-                      (long long)want);
+    return tern_error(TERN_ERR_INVALID_MODEL, "%s: %s holds %zu values but the shape needs %lld",
+                      what, field, have, (long long)want);
 }
 
 tern_status *onnx_tensor(onnx_store *s, const Onnx__TensorProto *tp, const char *what,
@@ -234,9 +233,11 @@ tern_status *onnx_tensor(onnx_store *s, const Onnx__TensorProto *tp, const char 
     size_t esz = tern_dtype_size(t->dtype);
 
     if (t->dtype == TERN_STRING) {
-        if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
+        if (tp->has_data_location &&
+            tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
             return tern_error(TERN_ERR_UNSUPPORTED, "%s: external string data", what);
-        if ((int64_t)tp->n_string_data != n) return count_err(what, "string_data", tp->n_string_data, n);
+        if ((int64_t)tp->n_string_data != n)
+            return count_err(what, "string_data", tp->n_string_data, n);
         char **v = arena_alloc(&s->mem, (size_t)(n ? n : 1) * sizeof *v);
         if (!v) return tern_error(TERN_ERR_NO_MEMORY, "out of memory");
         for (int64_t i = 0; i < n; i++) {
@@ -261,8 +262,7 @@ tern_status *onnx_tensor(onnx_store *s, const Onnx__TensorProto *tp, const char 
         if (tp->raw_data.len != want)
             return tern_error(TERN_ERR_INVALID_MODEL,
                               "%s: raw_data has %zu bytes but shape %s of %s needs %zu", what,
-                              tp->raw_data.len,
-                              shape_str(t->rank, t->dims, (char[160]){0}, 160),
+                              tp->raw_data.len, shape_str(t->rank, t->dims, (char[160]){0}, 160),
                               tern_dtype_name(t->dtype), want);
         if (want && ((uintptr_t)tp->raw_data.data % (esz < 8 ? esz : 8)) == 0) {
             t->data = tp->raw_data.data; /* x86-64 is little-endian, as raw_data is */
@@ -278,29 +278,36 @@ tern_status *onnx_tensor(onnx_store *s, const Onnx__TensorProto *tp, const char 
     if (!t->data) return tern_error(TERN_ERR_NO_MEMORY, "out of memory");
     switch (t->dtype) {
     case TERN_FLOAT:
-        if ((int64_t)tp->n_float_data != n) return count_err(what, "float_data", tp->n_float_data, n);
+        if ((int64_t)tp->n_float_data != n)
+            return count_err(what, "float_data", tp->n_float_data, n);
         if (want) memcpy(t->data, tp->float_data, want);
         break;
     case TERN_DOUBLE:
-        if ((int64_t)tp->n_double_data != n) return count_err(what, "double_data", tp->n_double_data, n);
+        if ((int64_t)tp->n_double_data != n)
+            return count_err(what, "double_data", tp->n_double_data, n);
         if (want) memcpy(t->data, tp->double_data, want);
         break;
     case TERN_INT64:
-        if ((int64_t)tp->n_int64_data != n) return count_err(what, "int64_data", tp->n_int64_data, n);
+        if ((int64_t)tp->n_int64_data != n)
+            return count_err(what, "int64_data", tp->n_int64_data, n);
         if (want) memcpy(t->data, tp->int64_data, want);
         break;
     case TERN_UINT32:
     case TERN_UINT64:
-        if ((int64_t)tp->n_uint64_data != n) return count_err(what, "uint64_data", tp->n_uint64_data, n);
-        for (int64_t i = 0; i < n; i++) dtype_set_i64(t->dtype, t->data, i, (int64_t)tp->uint64_data[i]);
+        if ((int64_t)tp->n_uint64_data != n)
+            return count_err(what, "uint64_data", tp->n_uint64_data, n);
+        for (int64_t i = 0; i < n; i++)
+            dtype_set_i64(t->dtype, t->data, i, (int64_t)tp->uint64_data[i]);
         break;
     case TERN_FLOAT16:
     case TERN_BFLOAT16:
-        if ((int64_t)tp->n_int32_data != n) return count_err(what, "int32_data", tp->n_int32_data, n);
+        if ((int64_t)tp->n_int32_data != n)
+            return count_err(what, "int32_data", tp->n_int32_data, n);
         for (int64_t i = 0; i < n; i++) ((uint16_t *)t->data)[i] = (uint16_t)tp->int32_data[i];
         break;
     default: /* int32, int16, int8, uint16, uint8, bool live in int32_data */
-        if ((int64_t)tp->n_int32_data != n) return count_err(what, "int32_data", tp->n_int32_data, n);
+        if ((int64_t)tp->n_int32_data != n)
+            return count_err(what, "int32_data", tp->n_int32_data, n);
         for (int64_t i = 0; i < n; i++) dtype_set_i64(t->dtype, t->data, i, tp->int32_data[i]);
         break;
     }

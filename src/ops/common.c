@@ -56,8 +56,7 @@ tern_status *op_error(const op_ctx *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return tern_error(TERN_ERR_RUNTIME, "node '%s' (%s): %s", c->node->name, c->node->op_type,
-                      msg);
+    return tern_error(TERN_ERR_RUNTIME, "node '%s' (%s): %s", c->node->name, c->node->op_type, msg);
 }
 
 tern_status *op_axis(const op_ctx *c, int64_t axis, int rank, int *out)

@@ -117,8 +117,8 @@ static tern_status *if_op(op_ctx *c)
     TERN_TRY(graph_attr(c, cond ? "then_branch" : "else_branch", &g));
     int n = op_graph_n_outputs(g);
     if (n < c->n_out)
-        return op_error(c, "%s gives %d outputs, node has %d",
-                        cond ? "then_branch" : "else_branch", n, c->n_out);
+        return op_error(c, "%s gives %d outputs, node has %d", cond ? "then_branch" : "else_branch",
+                        n, c->n_out);
     tern_tensor **res;
     TERN_TRY(op_scratch(c, (size_t)(n + 1) * sizeof *res, (void **)&res));
     TERN_TRY(op_run_graph(c, g, 0, NULL, res));
@@ -273,8 +273,8 @@ static tern_status *scan9(op_ctx *c, const struct graph *g, int nscan)
     for (int64_t t = 0; t < T; t++) {
         for (int j = 0; j < nscan; j++) {
             tern_tensor *s;
-            TERN_TRY(scan_slice(c, c->in[nst + j], (int)in_axes[j], in_dirs[j] ? T - 1 - t : t,
-                                &s));
+            TERN_TRY(
+                scan_slice(c, c->in[nst + j], (int)in_axes[j], in_dirs[j] ? T - 1 - t : t, &s));
             in[nst + j] = s;
         }
         TERN_TRY(op_run_graph(c, g, c->n_in, in, res));
@@ -327,8 +327,9 @@ static tern_status *scan8(op_ctx *c, const struct graph *g, int nscan)
     int64_t *lens = NULL, nl;
     if (lens_t) {
         TERN_TRY(op_read_ints(c, lens_t, &lens, &nl));
-        if (nl != B) return op_error(c, "sequence_lens has %lld entries, batch is %lld",
-                                     (long long)nl, (long long)B);
+        if (nl != B)
+            return op_error(c, "sequence_lens has %lld entries, batch is %lld", (long long)nl,
+                            (long long)B);
         for (int64_t b = 0; b < B; b++)
             if (lens[b] < 0 || lens[b] > T)
                 return op_error(c, "sequence_lens[%lld] = %lld is out of range [0, %lld]",

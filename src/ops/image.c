@@ -64,7 +64,8 @@ static const char *const ctm_names[] = {"half_pixel", "pytorch_half_pixel",   "a
                                         "asymmetric", "tf_half_pixel_for_nn", "tf_crop_and_resize"};
 static const char *const nn_names[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
 
-static int name_index(const char *s, const char *const *names, int n) {
+static int name_index(const char *s, const char *const *names, int n)
+{
     for (int i = 0; i < n; i++)
         if (strcmp(s, names[i]) == 0) return i;
     return -1;
@@ -72,32 +73,30 @@ static int name_index(const char *s, const char *const *names, int n) {
 
 /* The source coordinate of output coordinate x, or NAN to extrapolate. */
 static double rz_source(const rz_params *p, double x, int64_t n, double m_f, double scale,
-                        double roi_lo, double roi_hi) {
+                        double roi_lo, double roi_hi)
+{
     switch (p->ctm) {
-    case CTM_PYTORCH_HALF_PIXEL:
-        return m_f > 1 ? (x + 0.5) / scale - 0.5 : 0;
-    case CTM_ALIGN_CORNERS:
-        return m_f == 1 ? 0 : x * (double)(n - 1) / (m_f - 1);
-    case CTM_ASYMMETRIC:
-        return x / scale;
-    case CTM_TF_HALF_PIXEL_FOR_NN:
-        return (x + 0.5) / scale;
+    case CTM_PYTORCH_HALF_PIXEL: return m_f > 1 ? (x + 0.5) / scale - 0.5 : 0;
+    case CTM_ALIGN_CORNERS: return m_f == 1 ? 0 : x * (double)(n - 1) / (m_f - 1);
+    case CTM_ASYMMETRIC: return x / scale;
+    case CTM_TF_HALF_PIXEL_FOR_NN: return (x + 0.5) / scale;
     case CTM_TF_CROP_AND_RESIZE: {
         double s =
             m_f > 1 ? roi_lo * (double)(n - 1) + x * (roi_hi - roi_lo) * (double)(n - 1) / (m_f - 1)
                     : 0.5 * (roi_lo + roi_hi) * (double)(n - 1);
         return s < 0 || s > (double)(n - 1) ? NAN : s;
     }
-    default:
-        return (x + 0.5) / scale - 0.5;
+    default: return (x + 0.5) / scale - 0.5;
     }
 }
 
-static int64_t clamp_idx(int64_t i, int64_t n) {
+static int64_t clamp_idx(int64_t i, int64_t n)
+{
     return i < 0 ? 0 : i >= n ? n - 1 : i;
 }
 
-static void cubic_coeffs(double r, double A, double *c) {
+static void cubic_coeffs(double r, double A, double *c)
+{
     double s = 1 - r;
     c[0] = ((A * (r + 1) - 5 * A) * (r + 1) + 8 * A) * (r + 1) - 4 * A;
     c[1] = ((A + 2) * r - (A + 3)) * r * r + 1;
@@ -107,7 +106,8 @@ static void cubic_coeffs(double r, double A, double *c) {
 
 /* Fills ax's taps. Returns true if the mapping is the identity. */
 static bool rz_taps(const rz_params *p, rz_axis *ax, double m_f, double scale, double roi_lo,
-                    double roi_hi) {
+                    double roi_hi)
+{
     const int64_t n = ax->n, m = ax->m;
     const int K = ax->K;
     bool identity = n == m;
@@ -127,21 +127,11 @@ static bool rz_taps(const rz_params *p, rz_axis *ax, double m_f, double scale, d
         if (p->mode == RZ_NEAREST) {
             int64_t i;
             switch (p->nearest) {
-            case NN_ROUND_PREFER_CEIL:
-                i = r < 0.5 ? i0 : i0 + 1;
-                break;
-            case NN_FLOOR:
-                i = i0;
-                break;
-            case NN_CEIL:
-                i = r > 0 ? i0 + 1 : i0;
-                break;
-            case NN_LEGACY:
-                i = scale < 1 && r > 0 ? i0 + 1 : i0;
-                break;
-            default:
-                i = r <= 0.5 ? i0 : i0 + 1;
-                break;
+            case NN_ROUND_PREFER_CEIL: i = r < 0.5 ? i0 : i0 + 1; break;
+            case NN_FLOOR: i = i0; break;
+            case NN_CEIL: i = r > 0 ? i0 + 1 : i0; break;
+            case NN_LEGACY: i = scale < 1 && r > 0 ? i0 + 1 : i0; break;
+            default: i = r <= 0.5 ? i0 : i0 + 1; break;
             }
             idx[0] = clamp_idx(i, n);
             w[0] = 1;
@@ -180,7 +170,8 @@ typedef struct rz_pass {
 } rz_pass;
 
 /* Rows are (outer, x) pairs of the output. */
-static void rz_pass_f32(void *arg, int64_t begin, int64_t end) {
+static void rz_pass_f32(void *arg, int64_t begin, int64_t end)
+{
     const rz_pass *p = arg;
     const rz_axis *ax = p->ax;
     const int64_t inner = p->inner, m = ax->m, n = ax->n;
@@ -212,7 +203,8 @@ static void rz_pass_f32(void *arg, int64_t begin, int64_t end) {
     }
 }
 
-static void rz_pass_gather(void *arg, int64_t begin, int64_t end) {
+static void rz_pass_gather(void *arg, int64_t begin, int64_t end)
+{
     const rz_pass *p = arg;
     const rz_axis *ax = p->ax;
     const int64_t m = ax->m, n = ax->n;
@@ -231,37 +223,22 @@ static void rz_pass_gather(void *arg, int64_t begin, int64_t end) {
 }
 
 /* Rounds and saturates a float into integer type dt, or converts to a float type. */
-static void store_f32(tern_dtype dt, void *data, int64_t i, float v) {
+static void store_f32(tern_dtype dt, void *data, int64_t i, float v)
+{
     if (dtype_is_float(dt) || dt == TERN_BOOL) {
         dtype_set_f64(dt, data, i, v);
         return;
     }
     double lo, hi;
     switch (dt) {
-    case TERN_INT8:
-        lo = -128, hi = 127;
-        break;
-    case TERN_UINT8:
-        lo = 0, hi = 255;
-        break;
-    case TERN_INT16:
-        lo = -32768, hi = 32767;
-        break;
-    case TERN_UINT16:
-        lo = 0, hi = 65535;
-        break;
-    case TERN_INT32:
-        lo = -2147483648.0, hi = 2147483647.0;
-        break;
-    case TERN_UINT32:
-        lo = 0, hi = 4294967295.0;
-        break;
-    case TERN_UINT64:
-        lo = 0, hi = 18446744073709549568.0;
-        break;
-    default:
-        lo = -9223372036854775808.0, hi = 9223372036854774784.0;
-        break;
+    case TERN_INT8: lo = -128, hi = 127; break;
+    case TERN_UINT8: lo = 0, hi = 255; break;
+    case TERN_INT16: lo = -32768, hi = 32767; break;
+    case TERN_UINT16: lo = 0, hi = 65535; break;
+    case TERN_INT32: lo = -2147483648.0, hi = 2147483647.0; break;
+    case TERN_UINT32: lo = 0, hi = 4294967295.0; break;
+    case TERN_UINT64: lo = 0, hi = 18446744073709549568.0; break;
+    default: lo = -9223372036854775808.0, hi = 9223372036854774784.0; break;
     }
     double r = nearbyint((double)v);
     if (r != r) r = 0;
@@ -286,7 +263,8 @@ typedef struct rz_plan {
 
 /* Runs every pass over one slice; passes split their rows over pool, or run
  * inline when pool is NULL. */
-static void rz_slice(const rz_plan *pl, const char *src, char *dst, char *buf, tpool *pool) {
+static void rz_slice(const rz_plan *pl, const char *src, char *dst, char *buf, tpool *pool)
+{
     int64_t shape[TERN_MAX_RANK];
     memcpy(shape, pl->shape, sizeof shape);
     for (int a = 0; a < pl->n_axes; a++) {
@@ -308,7 +286,8 @@ static void rz_slice(const rz_plan *pl, const char *src, char *dst, char *buf, t
     }
 }
 
-static void rz_slices(void *arg, int64_t w0, int64_t w1) {
+static void rz_slices(void *arg, int64_t w0, int64_t w1)
+{
     const rz_plan *pl = arg;
     for (int64_t w = w0; w < w1; w++) {
         char *buf = pl->bufs + (size_t)w * 2 * (size_t)pl->biggest * pl->esz;
@@ -321,7 +300,8 @@ static void rz_slices(void *arg, int64_t w0, int64_t w1) {
 
 /* Runs the passes over x into y. axes[] are the non-identity axes in order. */
 static tern_status *rz_run(op_ctx *c, const rz_params *p, const tern_tensor *x, tern_tensor *y,
-                           rz_axis *axes, int n_axes) {
+                           rz_axis *axes, int n_axes)
+{
     if (n_axes == 0) {
         memcpy(y->data, x->data, tensor_nbytes(x));
         return NULL;
@@ -385,7 +365,8 @@ static tern_status *rz_run(op_ctx *c, const rz_params *p, const tern_tensor *x, 
 /* ---- Resize / Upsample ---------------------------------------------------- */
 
 static tern_status *rz_read_floats(op_ctx *c, const tern_tensor *t, const char *what, int n,
-                                   double *out) {
+                                   double *out)
+{
     if (t->kind != TENSOR_DENSE || !dtype_is_float(t->dtype) || t->rank > 1)
         return op_error(c, "%s must be a 1-D float tensor", what);
     if (t->numel != n)
@@ -394,7 +375,8 @@ static tern_status *rz_read_floats(op_ctx *c, const tern_tensor *t, const char *
     return NULL;
 }
 
-static const tern_tensor *rz_opt(const op_ctx *c, int i) {
+static const tern_tensor *rz_opt(const op_ctx *c, int i)
+{
     const tern_tensor *t = i < c->n_in ? c->in[i] : NULL;
     return t && t->kind == TENSOR_DENSE && t->numel > 0 ? t : NULL;
 }
@@ -402,7 +384,8 @@ static const tern_tensor *rz_opt(const op_ctx *c, int i) {
 /* Shared by Resize (every opset) and Upsample. One of scales_in / sizes is
  * set; roi: 2*rank values or NULL. */
 static tern_status *rz_resize(op_ctx *c, const rz_params *p, const double *scales_in,
-                              const int64_t *sizes, const double *roi) {
+                              const int64_t *sizes, const double *roi)
+{
     const tern_tensor *x = c->in[0];
     const int rank = x->rank;
     int64_t ydims[TERN_MAX_RANK];
@@ -461,7 +444,8 @@ static tern_status *rz_resize(op_ctx *c, const rz_params *p, const double *scale
     return rz_run(c, p, x, y, axes, n_axes);
 }
 
-static tern_status *rz_parse_mode(op_ctx *c, rz_params *p, bool legacy) {
+static tern_status *rz_parse_mode(op_ctx *c, rz_params *p, bool legacy)
+{
     const char *mode = op_attr_str(c, "mode", "nearest");
     if (strcmp(mode, "nearest") == 0)
         p->mode = RZ_NEAREST;
@@ -490,7 +474,8 @@ static tern_status *rz_parse_mode(op_ctx *c, rz_params *p, bool legacy) {
     return NULL;
 }
 
-static tern_status *op_resize(op_ctx *c) {
+static tern_status *op_resize(op_ctx *c)
+{
     TERN_TRY(op_need_input(c, 0));
     const tern_tensor *x = c->in[0];
     if (x->kind != TENSOR_DENSE) return op_error(c, "X must be a tensor");
@@ -522,7 +507,8 @@ static tern_status *op_resize(op_ctx *c) {
     return rz_resize(c, &p, NULL, sizes, roi);
 }
 
-static tern_status *op_upsample(op_ctx *c) {
+static tern_status *op_upsample(op_ctx *c)
+{
     TERN_TRY(op_need_input(c, 0));
     const tern_tensor *x = c->in[0];
     if (x->kind != TENSOR_DENSE) return op_error(c, "X must be a tensor");
@@ -547,7 +533,8 @@ static tern_status *op_upsample(op_ctx *c) {
 
 /* ---- float32 staging (image.h) ------------------------------------------- */
 
-tern_status *image_as_f32(op_ctx *c, const tern_tensor *t, const float **out) {
+tern_status *image_as_f32(op_ctx *c, const tern_tensor *t, const float **out)
+{
     if (t->kind != TENSOR_DENSE || !dtype_is_float(t->dtype))
         return op_error(c, "expected a float tensor, got %s", tern_dtype_name(t->dtype));
     if (t->dtype == TERN_FLOAT) {
@@ -561,7 +548,8 @@ tern_status *image_as_f32(op_ctx *c, const tern_tensor *t, const float **out) {
     return NULL;
 }
 
-tern_status *image_out_f32(op_ctx *c, tern_tensor *t, float **out) {
+tern_status *image_out_f32(op_ctx *c, tern_tensor *t, float **out)
+{
     if (t->dtype == TERN_FLOAT) {
         *out = t->data;
         return NULL;
@@ -569,7 +557,8 @@ tern_status *image_out_f32(op_ctx *c, tern_tensor *t, float **out) {
     return op_scratch(c, (size_t)(t->numel ? t->numel : 1) * sizeof(float), (void **)out);
 }
 
-void image_flush_f32(tern_tensor *t, const float *buf) {
+void image_flush_f32(tern_tensor *t, const float *buf)
+{
     if (t->dtype == TERN_FLOAT) return;
     for (int64_t i = 0; i < t->numel; i++) dtype_set_f64(t->dtype, t->data, i, buf[i]);
 }

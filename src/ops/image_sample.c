@@ -36,11 +36,13 @@ typedef struct gs_job {
     bool align;
 } gs_job;
 
-static float gs_unnormalize(float v, int64_t size, bool align) {
+static float gs_unnormalize(float v, int64_t size, bool align)
+{
     return align ? (v + 1) * 0.5f * (float)(size - 1) : ((v + 1) * (float)size - 1) * 0.5f;
 }
 
-static float gs_reflect(float v, float twice_lo, float twice_hi) {
+static float gs_reflect(float v, float twice_lo, float twice_hi)
+{
     if (twice_lo == twice_hi || !isfinite(v)) return 0;
     float lo = twice_lo / 2, span = (twice_hi - twice_lo) / 2;
     v = fabsf(v - lo);
@@ -50,7 +52,8 @@ static float gs_reflect(float v, float twice_lo, float twice_hi) {
 }
 
 /* Applies the padding mode to a source coordinate (border / reflection). */
-static float gs_pad(const gs_job *j, float v, int64_t size) {
+static float gs_pad(const gs_job *j, float v, int64_t size)
+{
     if (j->pad == GS_ZEROS) return v;
     if (j->pad == GS_REFLECTION) {
         v = j->align ? gs_reflect(v, 0, 2.0f * (float)(size - 1))
@@ -60,11 +63,13 @@ static float gs_pad(const gs_job *j, float v, int64_t size) {
     return v > (float)(size - 1) ? (float)(size - 1) : v;
 }
 
-static float gs_at(const float *img, int64_t H, int64_t W, int64_t yy, int64_t xx) {
+static float gs_at(const float *img, int64_t H, int64_t W, int64_t yy, int64_t xx)
+{
     return yy >= 0 && yy < H && xx >= 0 && xx < W ? img[yy * W + xx] : 0.0f;
 }
 
-static void gs_cubic(float t, float *c) {
+static void gs_cubic(float t, float *c)
+{
     const float A = -0.75f, s = 1 - t;
     c[0] = ((A * (t + 1) - 5 * A) * (t + 1) + 8 * A) * (t + 1) - 4 * A;
     c[1] = ((A + 2) * t - (A + 3)) * t * t + 1;
@@ -73,18 +78,21 @@ static void gs_cubic(float t, float *c) {
 }
 
 /* A float coordinate as an index, kept well inside int64 range. */
-static int64_t gs_floor(float v) {
+static int64_t gs_floor(float v)
+{
     float f = floorf(v);
     return f < -1e9f || f != f ? -1000000000 : f > 1e9f ? 1000000000 : (int64_t)f;
 }
 
 /* Index of a bicubic tap after the padding mode, or -1 (reads zero). */
-static int64_t gs_tap(const gs_job *j, int64_t i, int64_t size) {
+static int64_t gs_tap(const gs_job *j, int64_t i, int64_t size)
+{
     if (j->pad == GS_ZEROS) return i >= 0 && i < size ? i : -1;
     return gs_floor(gs_pad(j, (float)i, size));
 }
 
-static void gs_rows(void *arg, int64_t begin, int64_t end) {
+static void gs_rows(void *arg, int64_t begin, int64_t end)
+{
     const gs_job *j = arg;
     const int64_t H = j->H, W = j->W, plane = j->Ho * j->Wo;
     for (int64_t r = begin; r < end; r++) { /* r = n * Ho + oh */
@@ -139,7 +147,8 @@ static void gs_rows(void *arg, int64_t begin, int64_t end) {
     }
 }
 
-tern_status *image_grid_sample(op_ctx *c) {
+tern_status *image_grid_sample(op_ctx *c)
+{
     TERN_TRY(op_need_input(c, 0));
     TERN_TRY(op_need_input(c, 1));
     const tern_tensor *x = c->in[0], *grid = c->in[1];
@@ -201,7 +210,8 @@ typedef struct ra_tap {
     float w[4];
 } ra_tap;
 
-static ra_tap ra_point(const ra_job *j, float yy, float xx) {
+static ra_tap ra_point(const ra_job *j, float yy, float xx)
+{
     ra_tap t = {{0, 0, 0, 0}, {0, 0, 0, 0}};
     const int64_t H = j->H, W = j->W;
     if (!(yy >= -1.0f && yy <= (float)H && xx >= -1.0f && xx <= (float)W)) return t;
@@ -228,12 +238,14 @@ static ra_tap ra_point(const ra_job *j, float yy, float xx) {
 
 /* Samples per bin along one axis when sampling_ratio is 0: ceil(bin size),
  * at least 1 (a degenerate roi) and bounded (a huge or non-finite one). */
-static int64_t ra_grid(float bin) {
+static int64_t ra_grid(float bin)
+{
     float g = ceilf(bin);
     return !(g >= 1) ? 1 : g > 4096 ? 4096 : (int64_t)g;
 }
 
-static void ra_rois(void *arg, int64_t begin, int64_t end) {
+static void ra_rois(void *arg, int64_t begin, int64_t end)
+{
     const ra_job *j = arg;
     for (int64_t r = begin; r < end; r++) {
         const float *roi = j->rois + r * 4;
@@ -281,7 +293,8 @@ static void ra_rois(void *arg, int64_t begin, int64_t end) {
     }
 }
 
-tern_status *image_roi_align(op_ctx *c) {
+tern_status *image_roi_align(op_ctx *c)
+{
     for (int i = 0; i < 3; i++) TERN_TRY(op_need_input(c, i));
     const tern_tensor *x = c->in[0], *rois = c->in[1], *bi = c->in[2];
     if (x->kind != TENSOR_DENSE || x->rank != 4) return op_error(c, "X must be a 4-D tensor");
@@ -340,14 +353,16 @@ typedef struct nms_cand {
     int64_t index;
 } nms_cand;
 
-static int nms_cmp(const void *a, const void *b) {
+static int nms_cmp(const void *a, const void *b)
+{
     const nms_cand *p = a, *q = b;
     if (p->score != q->score) return p->score > q->score ? -1 : 1;
     return (p->index > q->index) - (p->index < q->index);
 }
 
 /* Box i as (y1, x1, y2, x2) with y1 <= y2, x1 <= x2. */
-static void nms_box(const float *b, bool center, float *o) {
+static void nms_box(const float *b, bool center, float *o)
+{
     if (center) {
         o[0] = b[1] - b[3] / 2, o[2] = b[1] + b[3] / 2;
         o[1] = b[0] - b[2] / 2, o[3] = b[0] + b[2] / 2;
@@ -357,7 +372,8 @@ static void nms_box(const float *b, bool center, float *o) {
     o[1] = fminf(b[1], b[3]), o[3] = fmaxf(b[1], b[3]);
 }
 
-static bool nms_suppress(const float *a, const float *b, float thr) {
+static bool nms_suppress(const float *a, const float *b, float thr)
+{
     float area_a = (a[2] - a[0]) * (a[3] - a[1]), area_b = (b[2] - b[0]) * (b[3] - b[1]);
     if (area_a <= 0 || area_b <= 0) return false;
     float ih = fminf(a[2], b[2]) - fmaxf(a[0], b[0]), iw = fminf(a[3], b[3]) - fmaxf(a[1], b[1]);
@@ -366,7 +382,8 @@ static bool nms_suppress(const float *a, const float *b, float thr) {
     return inter / (area_a + area_b - inter) > thr;
 }
 
-tern_status *image_nms(op_ctx *c) {
+tern_status *image_nms(op_ctx *c)
+{
     TERN_TRY(op_need_input(c, 0));
     TERN_TRY(op_need_input(c, 1));
     const tern_tensor *boxes = c->in[0], *scores = c->in[1];

@@ -118,8 +118,7 @@ static tern_status *op_batchnorm(op_ctx *c)
             TERN_TRY(op_out(c, i, in->dtype, in->rank, in->dims, &o));
             const double *batch = i == 1 ? mean : var;
             for (int64_t k = 0; k < ch; k++)
-                dtype_set_f64(o->dtype, o->data, k,
-                              op_get_f64(in, k) * mom + batch[k] * (1 - mom));
+                dtype_set_f64(o->dtype, o->data, k, op_get_f64(in, k) * mom + batch[k] * (1 - mom));
         }
     }
     return NULL;
@@ -232,8 +231,8 @@ static tern_status *op_layernorm(op_ctx *c)
         return op_error(c, "Scale has %lld elements, the normalised shape %lld",
                         (long long)scale->numel, (long long)n);
     if (bias && bias->numel != n && bias->numel != 1)
-        return op_error(c, "B has %lld elements, the normalised shape %lld",
-                        (long long)bias->numel, (long long)n);
+        return op_error(c, "B has %lld elements, the normalised shape %lld", (long long)bias->numel,
+                        (long long)n);
     float eps = op_attr_float(c, "epsilon", 1e-5f);
 
     int64_t sdims[TERN_MAX_RANK];
@@ -246,9 +245,16 @@ static tern_status *op_layernorm(op_ctx *c)
 
     if (x->dtype == TERN_FLOAT && scale->dtype == TERN_FLOAT &&
         (!bias || bias->dtype == TERN_FLOAT)) {
-        ln_job j = {x->data, scale->data, bias ? bias->data : NULL, y->data,
-                    mean ? mean->data : NULL, inv ? inv->data : NULL, n,
-                    scale->numel == n, bias && bias->numel == n, eps};
+        ln_job j = {x->data,
+                    scale->data,
+                    bias ? bias->data : NULL,
+                    y->data,
+                    mean ? mean->data : NULL,
+                    inv ? inv->data : NULL,
+                    n,
+                    scale->numel == n,
+                    bias && bias->numel == n,
+                    eps};
         tpool_for(c->pool, rows, ru_grain(n * 3), ln_rows_f32, &j);
         return NULL;
     }

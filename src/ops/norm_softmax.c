@@ -159,9 +159,18 @@ static tern_status *softmax_generic(op_ctx *c, int kind)
     return NULL;
 }
 
-tern_status *norm_softmax(op_ctx *c) { return softmax_generic(c, SM_SOFT); }
-tern_status *norm_log_softmax(op_ctx *c) { return softmax_generic(c, SM_LOG); }
-tern_status *norm_hardmax(op_ctx *c) { return softmax_generic(c, SM_HARD); }
+tern_status *norm_softmax(op_ctx *c)
+{
+    return softmax_generic(c, SM_SOFT);
+}
+tern_status *norm_log_softmax(op_ctx *c)
+{
+    return softmax_generic(c, SM_LOG);
+}
+tern_status *norm_hardmax(op_ctx *c)
+{
+    return softmax_generic(c, SM_HARD);
+}
 
 /* ---- losses ------------------------------------------------------------ */
 
@@ -272,8 +281,8 @@ tern_status *norm_sce_loss(op_ctx *c)
         TERN_TRY(op_out(c, 1, a.x->dtype, a.x->rank, a.x->dims, &lp));
         TERN_TRY(ru_work_f64(c, lp, &logp));
     } else {
-        TERN_TRY(op_scratch(c, (size_t)(a.x->numel ? a.x->numel : 1) * sizeof(double),
-                            (void **)&logp));
+        TERN_TRY(
+            op_scratch(c, (size_t)(a.x->numel ? a.x->numel : 1) * sizeof(double), (void **)&logp));
     }
     softmax_ref(xd, logp, a.n, a.cls, a.d, SM_LOG);
     if (lp) ru_store_f64(lp, logp);

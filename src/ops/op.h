@@ -115,8 +115,7 @@ int op_domain_max_opset(const char *domain);
 tern_status *op_out(op_ctx *c, int i, tern_dtype dt, int rank, const int64_t *dims,
                     tern_tensor **t);
 /* Output i shares src's data with a new dtype-preserving shape (rank/dims). */
-tern_status *op_out_alias(op_ctx *c, int i, const tern_tensor *src, int rank,
-                          const int64_t *dims);
+tern_status *op_out_alias(op_ctx *c, int i, const tern_tensor *src, int rank, const int64_t *dims);
 /* Output i becomes a sequence of n elements of dtype elem (elems[k] filled by
  * the kernel, e.g. with op_new_tensor or pointers to input tensors). */
 tern_status *op_out_sequence(op_ctx *c, int i, tern_dtype elem, int64_t n, tern_tensor ***elems);
@@ -137,8 +136,8 @@ bool op_out_used(const op_ctx *c, int i);
  * and writes its outputs, in graph order, to out[0..op_graph_n_outputs(g)).
  * Outer-scope names the body uses are resolved by the executor. The output
  * tensors live in the arena. */
-tern_status *op_run_graph(op_ctx *c, const struct graph *g, int n_in,
-                          const tern_tensor *const *in, tern_tensor **out);
+tern_status *op_run_graph(op_ctx *c, const struct graph *g, int n_in, const tern_tensor *const *in,
+                          tern_tensor **out);
 int op_graph_n_inputs(const struct graph *g);
 int op_graph_n_outputs(const struct graph *g);
 

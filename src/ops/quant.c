@@ -31,8 +31,8 @@ static tern_status *quant_layout(op_ctx *c, const tern_tensor *x, const tern_ten
     if (scale->kind != TENSOR_DENSE || (zp && zp->kind != TENSOR_DENSE))
         return op_error(c, "scale and zero point must be tensors");
     if (zp && zp->numel != scale->numel)
-        return op_error(c, "zero point has %lld elements but scale has %lld",
-                        (long long)zp->numel, (long long)scale->numel);
+        return op_error(c, "zero point has %lld elements but scale has %lld", (long long)zp->numel,
+                        (long long)scale->numel);
     l->channels = 1;
     l->inner = x->numel ? x->numel : 1;
     if (scale->numel == 1 && scale->rank <= 1) return NULL;
@@ -42,8 +42,7 @@ static tern_status *quant_layout(op_ctx *c, const tern_tensor *x, const tern_ten
     TERN_TRY(op_axis(c, op_attr_int(c, "axis", 1), x->rank, &axis));
     if (x->rank == 0 || scale->dims[0] != x->dims[axis])
         return op_error(c, "scale has %lld elements but axis %d of the input has %lld",
-                        (long long)scale->dims[0], axis,
-                        (long long)(x->rank ? x->dims[axis] : 1));
+                        (long long)scale->dims[0], axis, (long long)(x->rank ? x->dims[axis] : 1));
     l->channels = scale->dims[0];
     l->inner = 1;
     for (int i = axis + 1; i < x->rank; i++) l->inner *= x->dims[i];

@@ -26,11 +26,20 @@
 /* ---- Reduce* ---------------------------------------------------------- */
 
 enum red_kind {
-    RK_SUM, RK_MEAN, RK_MAX, RK_MIN, RK_PROD, RK_L1, RK_L2, RK_LOGSUM, RK_LOGSUMEXP, RK_SUMSQ,
+    RK_SUM,
+    RK_MEAN,
+    RK_MAX,
+    RK_MIN,
+    RK_PROD,
+    RK_L1,
+    RK_L2,
+    RK_LOGSUM,
+    RK_LOGSUMEXP,
+    RK_SUMSQ,
 };
 
 typedef struct red_plan {
-    int nk, nr;                              /* kept / reduced dims left to iterate */
+    int nk, nr; /* kept / reduced dims left to iterate */
     int64_t kdim[TERN_MAX_RANK], kstride[TERN_MAX_RANK];
     int64_t rdim[TERN_MAX_RANK], rstride[TERN_MAX_RANK];
     int64_t inner; /* trailing kept contiguous block, 1 if the last dim is reduced */
@@ -84,7 +93,8 @@ static double red_init(int kind)
 {
     switch (kind) {
     case RK_PROD: return 1;
-    case RK_MAX: case RK_LOGSUMEXP: return -INFINITY;
+    case RK_MAX:
+    case RK_LOGSUMEXP: return -INFINITY;
     case RK_MIN: return INFINITY;
     default: return 0;
     }
@@ -113,8 +123,14 @@ static inline void lse_step(double v, double *m, double *s)
     }
 }
 
-static inline double max_nan(double a, double v) { return (v > a || v != v) ? v : a; }
-static inline double min_nan(double a, double v) { return (v < a || v != v) ? v : a; }
+static inline double max_nan(double a, double v)
+{
+    return (v > a || v != v) ? v : a;
+}
+static inline double min_nan(double a, double v)
+{
+    return (v < a || v != v) ? v : a;
+}
 
 /* fold_run_T: folds n contiguous elements into one accumulator.
  * fold_rows_T: folds n contiguous elements into n accumulators. */
@@ -123,32 +139,58 @@ static inline double min_nan(double a, double v) { return (v < a || v != v) ? v 
     {                                                                                              \
         double s = *a;                                                                             \
         switch (kind) {                                                                            \
-        case RK_SUM: case RK_MEAN: case RK_LOGSUM: s += SUM(x, n); break;                          \
-        case RK_L1: for (int64_t i = 0; i < n; i++) s += fabs((double)x[i]); break;                \
-        case RK_L2: case RK_SUMSQ:                                                                 \
+        case RK_SUM:                                                                               \
+        case RK_MEAN:                                                                              \
+        case RK_LOGSUM: s += SUM(x, n); break;                                                     \
+        case RK_L1:                                                                                \
+            for (int64_t i = 0; i < n; i++) s += fabs((double)x[i]);                               \
+            break;                                                                                 \
+        case RK_L2:                                                                                \
+        case RK_SUMSQ:                                                                             \
             for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];                              \
             break;                                                                                 \
-        case RK_PROD: for (int64_t i = 0; i < n; i++) s *= x[i]; break;                            \
-        case RK_MAX: for (int64_t i = 0; i < n; i++) s = max_nan(s, x[i]); break;                  \
-        case RK_MIN: for (int64_t i = 0; i < n; i++) s = min_nan(s, x[i]); break;                  \
-        case RK_LOGSUMEXP: for (int64_t i = 0; i < n; i++) lse_step(x[i], &s, a2); break;          \
+        case RK_PROD:                                                                              \
+            for (int64_t i = 0; i < n; i++) s *= x[i];                                             \
+            break;                                                                                 \
+        case RK_MAX:                                                                               \
+            for (int64_t i = 0; i < n; i++) s = max_nan(s, x[i]);                                  \
+            break;                                                                                 \
+        case RK_MIN:                                                                               \
+            for (int64_t i = 0; i < n; i++) s = min_nan(s, x[i]);                                  \
+            break;                                                                                 \
+        case RK_LOGSUMEXP:                                                                         \
+            for (int64_t i = 0; i < n; i++) lse_step(x[i], &s, a2);                                \
+            break;                                                                                 \
         }                                                                                          \
         *a = s;                                                                                    \
     }                                                                                              \
     static void fold_rows_##SFX(int kind, const T *x, int64_t n, double *a, double *a2)            \
     {                                                                                              \
         switch (kind) {                                                                            \
-        case RK_SUM: case RK_MEAN: case RK_LOGSUM:                                                 \
+        case RK_SUM:                                                                               \
+        case RK_MEAN:                                                                              \
+        case RK_LOGSUM:                                                                            \
             for (int64_t i = 0; i < n; i++) a[i] += x[i];                                          \
             break;                                                                                 \
-        case RK_L1: for (int64_t i = 0; i < n; i++) a[i] += fabs((double)x[i]); break;             \
-        case RK_L2: case RK_SUMSQ:                                                                 \
+        case RK_L1:                                                                                \
+            for (int64_t i = 0; i < n; i++) a[i] += fabs((double)x[i]);                            \
+            break;                                                                                 \
+        case RK_L2:                                                                                \
+        case RK_SUMSQ:                                                                             \
             for (int64_t i = 0; i < n; i++) a[i] += (double)x[i] * x[i];                           \
             break;                                                                                 \
-        case RK_PROD: for (int64_t i = 0; i < n; i++) a[i] *= x[i]; break;                         \
-        case RK_MAX: for (int64_t i = 0; i < n; i++) a[i] = max_nan(a[i], x[i]); break;            \
-        case RK_MIN: for (int64_t i = 0; i < n; i++) a[i] = min_nan(a[i], x[i]); break;            \
-        case RK_LOGSUMEXP: for (int64_t i = 0; i < n; i++) lse_step(x[i], &a[i], &a2[i]); break;   \
+        case RK_PROD:                                                                              \
+            for (int64_t i = 0; i < n; i++) a[i] *= x[i];                                          \
+            break;                                                                                 \
+        case RK_MAX:                                                                               \
+            for (int64_t i = 0; i < n; i++) a[i] = max_nan(a[i], x[i]);                            \
+            break;                                                                                 \
+        case RK_MIN:                                                                               \
+            for (int64_t i = 0; i < n; i++) a[i] = min_nan(a[i], x[i]);                            \
+            break;                                                                                 \
+        case RK_LOGSUMEXP:                                                                         \
+            for (int64_t i = 0; i < n; i++) lse_step(x[i], &a[i], &a2[i]);                         \
+            break;                                                                                 \
         }                                                                                          \
     }
 
@@ -374,7 +416,10 @@ static tern_status *reduce_generic(op_ctx *c, int kind)
 }
 
 #define DEF_REDUCE(NAME, KIND)                                                                     \
-    static tern_status *op_##NAME(op_ctx *c) { return reduce_generic(c, KIND); }
+    static tern_status *op_##NAME(op_ctx *c)                                                       \
+    {                                                                                              \
+        return reduce_generic(c, KIND);                                                            \
+    }
 DEF_REDUCE(reduce_sum, RK_SUM)
 DEF_REDUCE(reduce_mean, RK_MEAN)
 DEF_REDUCE(reduce_max, RK_MAX)
@@ -391,7 +436,7 @@ DEF_REDUCE(reduce_sum_square, RK_SUMSQ)
 /* For each of outer * inner lanes, the index along n of the extreme value.
  * Ties keep the first index unless `last`; a NaN wins (as numpy). */
 #define DEF_ARG(T, SFX)                                                                            \
-    static void arg_##SFX(const T *x, int64_t outer, int64_t n, int64_t inner, bool is_max,       \
+    static void arg_##SFX(const T *x, int64_t outer, int64_t n, int64_t inner, bool is_max,        \
                           bool last, int64_t *out)                                                 \
     {                                                                                              \
         for (int64_t o = 0; o < outer; o++)                                                        \
@@ -401,8 +446,7 @@ DEF_REDUCE(reduce_sum_square, RK_SUMSQ)
                 int64_t bi = 0;                                                                    \
                 for (int64_t k = 1; k < n && best == best; k++) {                                  \
                     T v = p[k * inner];                                                            \
-                    bool better = v != v || (is_max ? v > best : v < best) ||                      \
-                                  (last && v == best);                                             \
+                    bool better = v != v || (is_max ? v > best : v < best) || (last && v == best); \
                     if (better) {                                                                  \
                         best = v;                                                                  \
                         bi = k;                                                                    \
@@ -456,8 +500,14 @@ static tern_status *arg_generic(op_ctx *c, bool is_max)
     return NULL;
 }
 
-static tern_status *op_argmax(op_ctx *c) { return arg_generic(c, true); }
-static tern_status *op_argmin(op_ctx *c) { return arg_generic(c, false); }
+static tern_status *op_argmax(op_ctx *c)
+{
+    return arg_generic(c, true);
+}
+static tern_status *op_argmin(op_ctx *c)
+{
+    return arg_generic(c, false);
+}
 
 /* ---- CumSum ----------------------------------------------------------- */
 

@@ -59,8 +59,7 @@ static inline tern_status *ru_need_float(const op_ctx *c, int i)
     TERN_TRY(op_need_input(c, i));
     const tern_tensor *t = c->in[i];
     if (t->kind != TENSOR_DENSE || !dtype_is_float(t->dtype))
-        return op_error(c, "input %d must be a float tensor, got %s", i,
-                        tern_dtype_name(t->dtype));
+        return op_error(c, "input %d must be a float tensor, got %s", i, tern_dtype_name(t->dtype));
     return NULL;
 }
 

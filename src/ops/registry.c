@@ -27,9 +27,9 @@ extern const op_def ops_random[];
 extern const op_def ops_training[];
 
 static const op_def *const tables[] = {
-    ops_elementwise, ops_linalg, ops_conv,  ops_pool, ops_reduce, ops_norm,   ops_shape, ops_gather,
-    ops_control,     ops_sequence, ops_rnn, ops_quant, ops_image, ops_signal, ops_text,
-    ops_random, ops_training,
+    ops_elementwise, ops_linalg, ops_conv,    ops_pool,     ops_reduce,   ops_norm,
+    ops_shape,       ops_gather, ops_control, ops_sequence, ops_rnn,      ops_quant,
+    ops_image,       ops_signal, ops_text,    ops_random,   ops_training,
 };
 
 static const char *canon(const char *domain)

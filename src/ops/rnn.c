@@ -70,14 +70,16 @@ static const struct {
     {"softplus", ACT_SOFTPLUS, false, false, 0, 0},
 };
 
-static bool name_eq_nocase(const char *a, const char *b) {
+static bool name_eq_nocase(const char *a, const char *b)
+{
     for (; *a && *b; a++, b++)
         if (tolower((unsigned char)*a) != tolower((unsigned char)*b)) return false;
     return *a == *b;
 }
 
 /* Applies activation a to v[0..n) in place. */
-static void act_apply(const rnn_act *a, float *v, int64_t n) {
+static void act_apply(const rnn_act *a, float *v, int64_t n)
+{
     float al = a->alpha, be = a->beta;
     switch (a->kind) {
     case ACT_SIGMOID:
@@ -119,19 +121,22 @@ static void act_apply(const rnn_act *a, float *v, int64_t n) {
     }
 }
 
-static void clip_apply(float clip, float *v, int64_t n) {
+static void clip_apply(float clip, float *v, int64_t n)
+{
     if (clip <= 0) return;
     for (int64_t i = 0; i < n; i++) v[i] = v[i] < -clip ? -clip : v[i] > clip ? clip : v[i];
 }
 
 /* ---- float32 staging ----------------------------------------------------- */
 
-static tern_status *scratch_f32(op_ctx *c, int64_t n, float **p) {
+static tern_status *scratch_f32(op_ctx *c, int64_t n, float **p)
+{
     return op_scratch(c, (size_t)(n > 0 ? n : 1) * sizeof(float), (void **)p);
 }
 
 /* t's data as float32: the tensor itself if it is float, else a scratch copy. */
-static tern_status *as_f32(op_ctx *c, const tern_tensor *t, const float **out) {
+static tern_status *as_f32(op_ctx *c, const tern_tensor *t, const float **out)
+{
     if (t->dtype == TERN_FLOAT) {
         *out = t->data;
         return NULL;
@@ -146,7 +151,8 @@ static tern_status *as_f32(op_ctx *c, const tern_tensor *t, const float **out) {
 }
 
 /* A float32 buffer for output t: its data if float, else scratch (see flush). */
-static tern_status *out_f32(op_ctx *c, tern_tensor *t, float **out) {
+static tern_status *out_f32(op_ctx *c, tern_tensor *t, float **out)
+{
     if (t->dtype == TERN_FLOAT) {
         *out = t->data;
         return NULL;
@@ -154,7 +160,8 @@ static tern_status *out_f32(op_ctx *c, tern_tensor *t, float **out) {
     return scratch_f32(c, t->numel, out);
 }
 
-static void flush_f32(tern_tensor *t, const float *buf) {
+static void flush_f32(tern_tensor *t, const float *buf)
+{
     if (t->dtype == TERN_FLOAT) return;
     for (int64_t i = 0; i < t->numel; i++) dtype_set_f64(t->dtype, t->data, i, buf[i]);
 }
@@ -169,7 +176,8 @@ typedef struct gemm_job {
     bool acc;
 } gemm_job;
 
-static float dot(const float *a, const float *b, int64_t k) {
+static float dot(const float *a, const float *b, int64_t k)
+{
     float s[8] = {0};
     int64_t i = 0;
     for (; i + 8 <= k; i += 8)
@@ -179,7 +187,8 @@ static float dot(const float *a, const float *b, int64_t k) {
     return r;
 }
 
-static void gemm_cols(void *arg, int64_t n0, int64_t n1) {
+static void gemm_cols(void *arg, int64_t n0, int64_t n1)
+{
     const gemm_job *j = arg;
     for (int64_t m = 0; m < j->M; m++) {
         const float *a = j->A + m * j->lda;
@@ -192,7 +201,8 @@ static void gemm_cols(void *arg, int64_t n0, int64_t n1) {
 }
 
 static void gemm_nt(op_ctx *c, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                    const float *B, int64_t ldb, float *C, int64_t ldc, bool acc) {
+                    const float *B, int64_t ldb, float *C, int64_t ldc, bool acc)
+{
     gemm_job j = {M, K, A, B, lda, ldb, ldc, C, acc};
     int64_t work = M * K;
     int64_t grain = work >= 4096 ? 8 : work ? (32768 / work) + 1 : N;
@@ -218,17 +228,21 @@ typedef struct rnn_args {
 } rnn_args;
 
 /* Offset of row (t, b) in X, or of (t, d, b) in Y, for either layout. */
-static int64_t x_row(const rnn_args *a, int64_t t, int64_t b) {
+static int64_t x_row(const rnn_args *a, int64_t t, int64_t b)
+{
     return a->layout ? b * a->seq + t : t * a->batch + b;
 }
-static int64_t y_row(const rnn_args *a, int64_t t, int d, int64_t b) {
+static int64_t y_row(const rnn_args *a, int64_t t, int d, int64_t b)
+{
     return a->layout ? (b * a->seq + t) * a->nd + d : (t * a->nd + d) * a->batch + b;
 }
-static int64_t h_row(const rnn_args *a, int d, int64_t b) {
+static int64_t h_row(const rnn_args *a, int d, int64_t b)
+{
     return a->layout ? b * a->nd + d : (int64_t)d * a->batch + b;
 }
 
-static tern_status *run_direction(op_ctx *c, const rnn_args *a, int d, bool reverse) {
+static tern_status *run_direction(op_ctx *c, const rnn_args *a, int d, bool reverse)
+{
     const int64_t H = a->H, GH = a->gates * H, batch = a->batch, rows = a->seq * batch;
     const float *W = a->W + (int64_t)d * GH * a->in, *R = a->R + (int64_t)d * GH * H;
     const float *Wb = a->B ? a->B + (int64_t)d * 2 * GH : NULL, *Rb = Wb ? Wb + GH : NULL;
@@ -336,7 +350,8 @@ static tern_status *run_direction(op_ctx *c, const rnn_args *a, int d, bool reve
 
 /* Reads the activations / activation_alpha / activation_beta attributes, or
  * the defaults of the cell (f, g, h ...) for each direction. */
-static tern_status *parse_acts(op_ctx *c, rnn_args *a, const char *const *dflt) {
+static tern_status *parse_acts(op_ctx *c, rnn_args *a, const char *const *dflt)
+{
     const op_attr *names = op_attr_get(c, "activations");
     const float *alpha = NULL, *beta = NULL;
     int n_alpha = op_attr_floats(c, "activation_alpha", &alpha);
@@ -366,7 +381,8 @@ static tern_status *parse_acts(op_ctx *c, rnn_args *a, const char *const *dflt) 
 }
 
 static tern_status *check_shape(op_ctx *c, const tern_tensor *t, const char *what, int rank,
-                                const int64_t *dims) {
+                                const int64_t *dims)
+{
     bool ok = t->kind == TENSOR_DENSE && t->rank == rank;
     for (int i = 0; ok && i < rank; i++) ok = t->dims[i] == dims[i];
     if (ok) return NULL;
@@ -376,11 +392,13 @@ static tern_status *check_shape(op_ctx *c, const tern_tensor *t, const char *wha
                     shape_str(rank, dims, want, sizeof want));
 }
 
-static const tern_tensor *opt_in(const op_ctx *c, int i) {
+static const tern_tensor *opt_in(const op_ctx *c, int i)
+{
     return i < c->n_in && c->in[i] && c->in[i]->kind == TENSOR_DENSE ? c->in[i] : NULL;
 }
 
-static tern_status *rnn_common(op_ctx *c, int kind) {
+static tern_status *rnn_common(op_ctx *c, int kind)
+{
     static const char *const dflt_rnn[] = {"Tanh"};
     static const char *const dflt_gru[] = {"Sigmoid", "Tanh"};
     static const char *const dflt_lstm[] = {"Sigmoid", "Tanh", "Tanh"};
@@ -472,13 +490,16 @@ static tern_status *rnn_common(op_ctx *c, int kind) {
     return NULL;
 }
 
-static tern_status *op_rnn(op_ctx *c) {
+static tern_status *op_rnn(op_ctx *c)
+{
     return rnn_common(c, CELL_RNN);
 }
-static tern_status *op_gru(op_ctx *c) {
+static tern_status *op_gru(op_ctx *c)
+{
     return rnn_common(c, CELL_GRU);
 }
-static tern_status *op_lstm(op_ctx *c) {
+static tern_status *op_lstm(op_ctx *c)
+{
     return rnn_common(c, CELL_LSTM);
 }
 

@@ -145,7 +145,8 @@ static tern_status *split_to_sequence(op_ctx *c)
     if (!sp) {
         n = d;
     } else if (sp->rank == 0) {
-        if (sp->kind != TENSOR_DENSE || !dtype_is_int(sp->dtype) || (fixed = op_get_i64(sp, 0)) <= 0)
+        if (sp->kind != TENSOR_DENSE || !dtype_is_int(sp->dtype) ||
+            (fixed = op_get_i64(sp, 0)) <= 0)
             return op_error(c, "split must be a positive integer");
         n = d / fixed + (d % fixed != 0);
     } else {
@@ -153,8 +154,7 @@ static tern_status *split_to_sequence(op_ctx *c)
         int64_t sum = 0;
         for (int64_t i = 0; i < n; i++) {
             if (sizes[i] < 0 || sizes[i] > d - sum)
-                return op_error(c, "split sizes do not add up to dimension %lld",
-                                (long long)d);
+                return op_error(c, "split sizes do not add up to dimension %lld", (long long)d);
             sum += sizes[i];
         }
         if (sum != d)
@@ -205,12 +205,10 @@ static tern_status *concat_from_sequence(op_ctx *c)
     for (int64_t k = 0; k < n; k++) {
         const tern_tensor *e = el[k];
         if (e->kind != TENSOR_DENSE || e->dtype != e0->dtype || e->rank != r)
-            return op_error(c, "element %lld differs in type or rank from element 0",
-                            (long long)k);
+            return op_error(c, "element %lld differs in type or rank from element 0", (long long)k);
         for (int i = 0; i < r; i++)
             if (e->dims[i] != e0->dims[i] && (new_axis || i != axis))
-                return op_error(c, "element %lld differs in shape from element 0",
-                                (long long)k);
+                return op_error(c, "element %lld differs in shape from element 0", (long long)k);
         sum += new_axis ? 1 : e->dims[axis];
     }
     if (new_axis && r + 1 > TERN_MAX_RANK) return op_error(c, "result rank is too large");
@@ -249,8 +247,7 @@ static tern_status *sequence_map(op_ctx *c)
     TERN_TRY(need_seq(c, 0, &first));
     int64_t n = c->in[0]->numel;
     int nb_in = op_graph_n_inputs(a->g), nb_out = op_graph_n_outputs(a->g);
-    if (nb_in != c->n_in)
-        return op_error(c, "body takes %d inputs, node has %d", nb_in, c->n_in);
+    if (nb_in != c->n_in) return op_error(c, "body takes %d inputs, node has %d", nb_in, c->n_in);
     if (nb_out < c->n_out)
         return op_error(c, "body gives %d outputs, node has %d", nb_out, c->n_out);
     for (int i = 0; i < c->n_in; i++) {

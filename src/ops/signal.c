@@ -25,10 +25,12 @@
 #define SIG_PI 3.14159265358979323846
 
 /* Element access with a direct float32 path. */
-static inline double sig_get(const tern_tensor *t, int64_t i) {
+static inline double sig_get(const tern_tensor *t, int64_t i)
+{
     return t->dtype == TERN_FLOAT ? ((const float *)t->data)[i] : op_get_f64(t, i);
 }
-static inline void sig_set(tern_tensor *t, int64_t i, double v) {
+static inline void sig_set(tern_tensor *t, int64_t i, double v)
+{
     if (t->dtype == TERN_FLOAT)
         ((float *)t->data)[i] = (float)v;
     else
@@ -43,7 +45,8 @@ typedef struct fft_plan {
     double *cs, *sn; /* cos / sin(2 pi k / n), k < n */
 } fft_plan;
 
-static tern_status *fft_plan_make(op_ctx *c, int64_t n, fft_plan *p) {
+static tern_status *fft_plan_make(op_ctx *c, int64_t n, fft_plan *p)
+{
     p->n = n;
     p->pow2 = n > 0 && (n & (n - 1)) == 0;
     TERN_TRY(op_scratch(c, (size_t)(n ? n : 1) * 2 * sizeof(double), (void **)&p->cs));
@@ -58,7 +61,8 @@ static tern_status *fft_plan_make(op_ctx *c, int64_t n, fft_plan *p) {
 
 /* Transforms re/im (length n) in place; work holds 2n doubles. The forward
  * transform uses e^{-2 pi i jk/n}; the inverse e^{+...} and divides by n. */
-static void fft_run(const fft_plan *p, double *re, double *im, bool inverse, double *work) {
+static void fft_run(const fft_plan *p, double *re, double *im, bool inverse, double *work)
+{
     const int64_t n = p->n;
     const double sgn = inverse ? 1.0 : -1.0;
     if (n <= 1) return;
@@ -111,7 +115,8 @@ typedef struct line_bufs {
     int64_t per;
 } line_bufs;
 
-static tern_status *line_bufs_make(op_ctx *c, int64_t n, int64_t lines, line_bufs *b) {
+static tern_status *line_bufs_make(op_ctx *c, int64_t n, int64_t lines, line_bufs *b)
+{
     int t = tpool_threads(c->pool);
     b->workers = t < 1 ? 1 : (int64_t)t > lines ? (int)(lines ? lines : 1) : t;
     b->per = 4 * (n ? n : 1);
@@ -129,7 +134,8 @@ typedef struct dft_job {
     bool inverse;
 } dft_job;
 
-static void dft_worker(void *arg, int64_t w0, int64_t w1) {
+static void dft_worker(void *arg, int64_t w0, int64_t w1)
+{
     const dft_job *j = arg;
     const int64_t n = j->plan.n, inner = j->inner;
     for (int64_t w = w0; w < w1; w++) {
@@ -153,7 +159,8 @@ static void dft_worker(void *arg, int64_t w0, int64_t w1) {
 }
 
 /* A scalar (or 1-element) integer input, or dflt if absent. */
-static tern_status *scalar_int(op_ctx *c, int i, int64_t dflt, int64_t *v) {
+static tern_status *scalar_int(op_ctx *c, int i, int64_t dflt, int64_t *v)
+{
     const tern_tensor *t = i < c->n_in ? c->in[i] : NULL;
     *v = dflt;
     if (!t) return NULL;
@@ -163,7 +170,8 @@ static tern_status *scalar_int(op_ctx *c, int i, int64_t dflt, int64_t *v) {
     return NULL;
 }
 
-static tern_status *scalar_f64(op_ctx *c, int i, double *v) {
+static tern_status *scalar_f64(op_ctx *c, int i, double *v)
+{
     TERN_TRY(op_need_input(c, i));
     const tern_tensor *t = c->in[i];
     if (t->kind != TENSOR_DENSE || t->numel != 1 || t->dtype == TERN_STRING)
@@ -172,7 +180,8 @@ static tern_status *scalar_f64(op_ctx *c, int i, double *v) {
     return NULL;
 }
 
-static tern_status *op_dft(op_ctx *c) {
+static tern_status *op_dft(op_ctx *c)
+{
     TERN_TRY(op_need_input(c, 0));
     const tern_tensor *x = c->in[0];
     if (x->kind != TENSOR_DENSE || !dtype_is_float(x->dtype) || x->rank < 2)
@@ -226,7 +235,8 @@ typedef struct stft_job {
     int64_t frames, step, sig_len, bins, c_in, lines;
 } stft_job;
 
-static void stft_worker(void *arg, int64_t w0, int64_t w1) {
+static void stft_worker(void *arg, int64_t w0, int64_t w1)
+{
     const stft_job *j = arg;
     const int64_t n = j->plan.n;
     for (int64_t w = w0; w < w1; w++) {
@@ -250,7 +260,8 @@ static void stft_worker(void *arg, int64_t w0, int64_t w1) {
     }
 }
 
-static tern_status *op_stft(op_ctx *c) {
+static tern_status *op_stft(op_ctx *c)
+{
     TERN_TRY(op_need_input(c, 0));
     TERN_TRY(op_need_input(c, 1));
     const tern_tensor *x = c->in[0];
@@ -300,7 +311,8 @@ static tern_status *op_stft(op_ctx *c) {
 
 /* y[k] = a0 - a1 cos(2 pi k / N) + a2 cos(4 pi k / N), N = size (periodic)
  * or size - 1 (symmetric). */
-static tern_status *window_op(op_ctx *c, double a0, double a1, double a2) {
+static tern_status *window_op(op_ctx *c, double a0, double a1, double a2)
+{
     int64_t size;
     TERN_TRY(op_need_input(c, 0));
     TERN_TRY(scalar_int(c, 0, 0, &size));
@@ -322,19 +334,23 @@ static tern_status *window_op(op_ctx *c, double a0, double a1, double a2) {
     return NULL;
 }
 
-static tern_status *op_hann(op_ctx *c) {
+static tern_status *op_hann(op_ctx *c)
+{
     return window_op(c, 0.5, 0.5, 0);
 }
-static tern_status *op_hamming(op_ctx *c) {
+static tern_status *op_hamming(op_ctx *c)
+{
     return window_op(c, 25.0 / 46.0, 21.0 / 46.0, 0);
 }
-static tern_status *op_blackman(op_ctx *c) {
+static tern_status *op_blackman(op_ctx *c)
+{
     return window_op(c, 0.42, 0.5, 0.08);
 }
 
 /* ---- MelWeightMatrix ----------------------------------------------------- */
 
-static tern_status *op_mel(op_ctx *c) {
+static tern_status *op_mel(op_ctx *c)
+{
     int64_t mels, dft_len, rate;
     double lo_hz = 0, hi_hz = 0;
     for (int i = 0; i < 5; i++) TERN_TRY(op_need_input(c, i));

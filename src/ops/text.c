@@ -25,7 +25,8 @@
 /* ---- StringNormalizer --------------------------------------------------- */
 
 /* The other case of code point u, or u. */
-static uint32_t case_map(uint32_t u, bool upper) {
+static uint32_t case_map(uint32_t u, bool upper)
+{
     if (u < 0x80) {
         if (upper && u >= 'a' && u <= 'z') return u - 32;
         if (!upper && u >= 'A' && u <= 'Z') return u + 32;
@@ -57,7 +58,8 @@ static uint32_t case_map(uint32_t u, bool upper) {
 }
 
 /* Maps the case of NUL-terminated UTF-8 s in place. */
-static void case_change(char *s, bool upper) {
+static void case_change(char *s, bool upper)
+{
     unsigned char *p = (unsigned char *)s;
     while (*p) {
         if (*p < 0x80) {
@@ -78,7 +80,8 @@ static void case_change(char *s, bool upper) {
 }
 
 /* strcmp after lower-casing both sides (ASCII and the 2-byte scripts). */
-static bool equal_nocase(const char *a, const char *b, char *buf_a, char *buf_b) {
+static bool equal_nocase(const char *a, const char *b, char *buf_a, char *buf_b)
+{
     strcpy(buf_a, a);
     strcpy(buf_b, b);
     case_change(buf_a, false);
@@ -86,7 +89,8 @@ static bool equal_nocase(const char *a, const char *b, char *buf_a, char *buf_b)
     return strcmp(buf_a, buf_b) == 0;
 }
 
-static tern_status *op_string_normalizer(op_ctx *c) {
+static tern_status *op_string_normalizer(op_ctx *c)
+{
     TERN_TRY(op_need_input(c, 0));
     const tern_tensor *x = c->in[0];
     if (x->kind != TENSOR_DENSE || x->dtype != TERN_STRING)
@@ -154,7 +158,8 @@ typedef struct tf_pool {
 } tf_pool;
 
 /* Compares pool n-gram k of length n with pool n-gram j. */
-static int tf_cmp_pool(const tf_pool *p, const tf_level *lv, int n, int64_t k, int64_t j) {
+static int tf_cmp_pool(const tf_pool *p, const tf_level *lv, int n, int64_t k, int64_t j)
+{
     for (int t = 0; t < n; t++) {
         int64_t a = lv->start + k * n + t, b = lv->start + j * n + t;
         int r = p->strings ? strcmp(p->strs[a], p->strs[b])
@@ -165,7 +170,8 @@ static int tf_cmp_pool(const tf_pool *p, const tf_level *lv, int n, int64_t k, i
 }
 
 /* Heap sort of lv->order (no qsort_r in C17). */
-static void tf_sift(const tf_pool *p, const tf_level *lv, int n, int64_t root, int64_t end) {
+static void tf_sift(const tf_pool *p, const tf_level *lv, int n, int64_t root, int64_t end)
+{
     int64_t *o = lv->order;
     for (;;) {
         int64_t child = 2 * root + 1;
@@ -178,7 +184,8 @@ static void tf_sift(const tf_pool *p, const tf_level *lv, int n, int64_t root, i
     }
 }
 
-static void tf_sort(const tf_pool *p, const tf_level *lv, int n) {
+static void tf_sort(const tf_pool *p, const tf_level *lv, int n)
+{
     int64_t *o = lv->order, cnt = lv->count;
     for (int64_t i = 0; i < cnt; i++) o[i] = i;
     for (int64_t i = cnt / 2 - 1; i >= 0; i--) tf_sift(p, lv, n, i, cnt);
@@ -191,7 +198,8 @@ static void tf_sort(const tf_pool *p, const tf_level *lv, int n) {
 
 /* Compares the row's n-gram x[i], x[i+d], ... with pool n-gram k. */
 static int tf_cmp_row(const tf_pool *p, const tf_level *lv, int n, const tern_tensor *x, int64_t i,
-                      int64_t d, int64_t k) {
+                      int64_t d, int64_t k)
+{
     for (int t = 0; t < n; t++) {
         int64_t a = i + t * d, b = lv->start + k * n + t;
         int r;
@@ -208,7 +216,8 @@ static int tf_cmp_row(const tf_pool *p, const tf_level *lv, int n, const tern_te
 }
 
 /* Ordinal of the row's n-gram in the pool, or -1. */
-static int64_t tf_find(const tf_pool *p, int n, const tern_tensor *x, int64_t i, int64_t d) {
+static int64_t tf_find(const tf_pool *p, int n, const tern_tensor *x, int64_t i, int64_t d)
+{
     const tf_level *lv = &p->lv[n - 1];
     int64_t lo = 0, hi = lv->count;
     while (lo < hi) {
@@ -223,7 +232,8 @@ static int64_t tf_find(const tf_pool *p, int n, const tern_tensor *x, int64_t i,
     return -1;
 }
 
-static tern_status *op_tfidf(op_ctx *c) {
+static tern_status *op_tfidf(op_ctx *c)
+{
     TERN_TRY(op_need_input(c, 0));
     const tern_tensor *x = c->in[0];
     if (x->kind != TENSOR_DENSE || (x->rank != 1 && x->rank != 2))

@@ -65,7 +65,8 @@ static tern_status *seq_value(onnx_store *s, const Onnx__SequenceProto *sp, tern
         return tern_error(TERN_ERR_UNSUPPORTED, "nested sequences in test data");
     tern_tensor **el = arena_calloc(&s->mem, (n + 1) * sizeof *el);
     if (!t || !el) return tern_error(TERN_ERR_NO_MEMORY, "oom");
-    for (size_t i = 0; i < n; i++) TERN_TRY(onnx_tensor(s, sp->tensor_values[i], "sequence", &el[i]));
+    for (size_t i = 0; i < n; i++)
+        TERN_TRY(onnx_tensor(s, sp->tensor_values[i], "sequence", &el[i]));
     t->kind = TENSOR_SEQUENCE;
     t->dtype = n ? el[0]->dtype : TERN_UNDEFINED;
     t->rank = 1;
@@ -163,8 +164,8 @@ static bool compare(const tern_tensor *got, const tern_tensor *want, char *msg, 
         for (int64_t i = 0; i < want->numel; i++) {
             char w[160];
             snprintf(w, sizeof w, "%s[%lld]", what, (long long)i);
-            if (!compare(((tern_tensor **)got->data)[i], ((tern_tensor **)want->data)[i], msg,
-                         len, w))
+            if (!compare(((tern_tensor **)got->data)[i], ((tern_tensor **)want->data)[i], msg, len,
+                         w))
                 return false;
         }
         return true;
@@ -197,9 +198,11 @@ static bool compare(const tern_tensor *got, const tern_tensor *want, char *msg, 
             continue;
         }
         if (dtype_is_float(want->dtype)) {
-            ok = close_enough(dtype_get_f64(got->dtype, got->data, i), dtype_get_f64(want->dtype, want->data, i));
+            ok = close_enough(dtype_get_f64(got->dtype, got->data, i),
+                              dtype_get_f64(want->dtype, want->data, i));
         } else {
-            ok = dtype_get_i64(got->dtype, got->data, i) == dtype_get_i64(want->dtype, want->data, i);
+            ok = dtype_get_i64(got->dtype, got->data, i) ==
+                 dtype_get_i64(want->dtype, want->data, i);
         }
         if (!ok) {
             snprintf(msg, len, "%s[%lld]: %.9g, expected %.9g", what, (long long)i,
@@ -221,7 +224,10 @@ static void bf16_quirk(tern_tensor *t, int want_elem)
 
 /* ---- one test (in the child) ------------------------------------------ */
 
-static int file_exists(const char *p) { return access(p, R_OK) == 0; }
+static int file_exists(const char *p)
+{
+    return access(p, R_OK) == 0;
+}
 
 static int run_test(const char *dir, char *msg, size_t len)
 {
@@ -251,7 +257,8 @@ static int run_test(const char *dir, char *msg, size_t len)
     for (int i = 0; i < n_in; i++) {
         const char *nm = tern_session_input(s, i)->name;
         for (size_t k = 0; k < gp->n_input; k++)
-            if (strcmp(gp->input[k]->name, nm) == 0) graph_type_from_proto(NULL, gp->input[k]->type, &in_ty[i]);
+            if (strcmp(gp->input[k]->name, nm) == 0)
+                graph_type_from_proto(NULL, gp->input[k]->type, &in_ty[i]);
     }
     for (int j = 0; j < n_out && j < (int)gp->n_output; j++)
         graph_type_from_proto(NULL, gp->output[j]->type, &out_ty[j]);
@@ -274,7 +281,8 @@ static int run_test(const char *dir, char *msg, size_t len)
             snprintf(path, sizeof path, "%s/input_%d.pb", sd, k);
             if (!file_exists(path)) break;
             if (k >= n_in) {
-                snprintf(msg, len, "test gives more inputs (%d+) than the model takes (%d)", k + 1, n_in);
+                snprintf(msg, len, "test gives more inputs (%d+) than the model takes (%d)", k + 1,
+                         n_in);
                 result = R_FAIL;
                 break;
             }
@@ -386,8 +394,8 @@ static int run_isolated(const char *dir, char *msg, size_t len)
     if (WIFEXITED(status)) {
         int c = WEXITSTATUS(status);
         if (c == R_PASS || c == R_FAIL || c == R_UNSUPPORTED) return c;
-        snprintf(msg + strlen(msg), len - strlen(msg), "%sexit status %d (sanitizer report or leak)",
-                 got ? "; " : "", c);
+        snprintf(msg + strlen(msg), len - strlen(msg),
+                 "%sexit status %d (sanitizer report or leak)", got ? "; " : "", c);
         return -1;
     }
     if (WIFSIGNALED(status))
@@ -415,12 +423,18 @@ int main(int argc, char **argv)
     const char *sets[16];
     int n_sets = 0, verbose = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
-        else if (!strcmp(argv[i], "--set") && i + 1 < argc && n_sets < 16) sets[n_sets++] = argv[++i];
-        else if (!strcmp(argv[i], "--filter") && i + 1 < argc) filter = argv[++i];
-        else if (!strcmp(argv[i], "--failures") && i + 1 < argc) failures = argv[++i];
-        else if (!strcmp(argv[i], "--floor") && i + 1 < argc) floor_file = argv[++i];
-        else if (!strcmp(argv[i], "-v")) verbose = 1;
+        if (!strcmp(argv[i], "--data") && i + 1 < argc)
+            data = argv[++i];
+        else if (!strcmp(argv[i], "--set") && i + 1 < argc && n_sets < 16)
+            sets[n_sets++] = argv[++i];
+        else if (!strcmp(argv[i], "--filter") && i + 1 < argc)
+            filter = argv[++i];
+        else if (!strcmp(argv[i], "--failures") && i + 1 < argc)
+            failures = argv[++i];
+        else if (!strcmp(argv[i], "--floor") && i + 1 < argc)
+            floor_file = argv[++i];
+        else if (!strcmp(argv[i], "-v"))
+            verbose = 1;
         else {
             fprintf(stderr,
                     "usage: %s [--data DIR] [--set NAME]... [--filter SUBSTR] [--failures FILE] "
@@ -430,7 +444,8 @@ int main(int argc, char **argv)
         }
     }
     if (n_sets == 0)
-        for (size_t i = 0; i < sizeof default_sets / sizeof *default_sets; i++) sets[n_sets++] = default_sets[i];
+        for (size_t i = 0; i < sizeof default_sets / sizeof *default_sets; i++)
+            sets[n_sets++] = default_sets[i];
     FILE *ff = failures ? fopen(failures, "w") : NULL;
     int bad = 0;
     counts total = {0};
@@ -463,12 +478,20 @@ int main(int argc, char **argv)
             char tdir[8192], msg[MSG_MAX];
             snprintf(tdir, sizeof tdir, "%s/%s", sdir, tests[i]);
             int r = run_isolated(tdir, msg, sizeof msg);
-            const char *label = r == R_PASS ? "PASS" : r == R_FAIL ? "FAIL" : r == R_UNSUPPORTED ? "UNSUPPORTED" : "CRASH";
-            if (r == R_PASS) c.pass++;
-            else if (r == R_FAIL) c.fail++;
-            else if (r == R_UNSUPPORTED) c.unsupported++;
-            else c.crash++;
-            if (verbose || r == -1) printf("%-11s %s/%s%s%s\n", label, sets[si], tests[i], *msg ? ": " : "", msg);
+            const char *label = r == R_PASS          ? "PASS"
+                                : r == R_FAIL        ? "FAIL"
+                                : r == R_UNSUPPORTED ? "UNSUPPORTED"
+                                                     : "CRASH";
+            if (r == R_PASS)
+                c.pass++;
+            else if (r == R_FAIL)
+                c.fail++;
+            else if (r == R_UNSUPPORTED)
+                c.unsupported++;
+            else
+                c.crash++;
+            if (verbose || r == -1)
+                printf("%-11s %s/%s%s%s\n", label, sets[si], tests[i], *msg ? ": " : "", msg);
             if (ff && r != R_PASS) fprintf(ff, "%s/%s: %s: %s\n", sets[si], tests[i], label, msg);
         }
         free_tests();

@@ -19,8 +19,8 @@ static void test_f16_known_values(void **state)
     /* binary16 encodings from IEEE 754 */
     assert_int_equal(f32_to_f16(1.0f), 0x3c00);
     assert_int_equal(f32_to_f16(-2.0f), 0xc000);
-    assert_int_equal(f32_to_f16(65504.0f), 0x7bff);   /* max finite */
-    assert_int_equal(f32_to_f16(65520.0f), 0x7c00);   /* rounds to inf */
+    assert_int_equal(f32_to_f16(65504.0f), 0x7bff);      /* max finite */
+    assert_int_equal(f32_to_f16(65520.0f), 0x7c00);      /* rounds to inf */
     assert_int_equal(f32_to_f16(5.9604645e-8f), 0x0001); /* min subnormal */
     assert_int_equal(f32_to_f16(0.0f), 0x0000);
     assert_int_equal(f32_to_f16(1.0f + 1.0f / 2048), 0x3c00); /* tie to even */
