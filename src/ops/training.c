@@ -58,8 +58,7 @@ static tern_status *optim_group(op_ctx *c, int ns, int n, int k, group *gr)
     for (int j = 0; j < ns; j++) gr->s[j] = in[(2 + j) * n + k];
     const tern_tensor *x = gr->x;
     if (x->dtype != TERN_FLOAT && x->dtype != TERN_DOUBLE)
-        return op_error(c, "X%d must be float or double, got %s", k + 1,
-                        tern_dtype_name(x->dtype));
+        return op_error(c, "X%d must be float or double, got %s", k + 1, tern_dtype_name(x->dtype));
     for (int j = -1; j < ns; j++) {
         const tern_tensor *o = j < 0 ? gr->g : gr->s[j];
         if (o->dtype != x->dtype || !shape_equal(o, x))
