@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "ops/norm_softmax.h"
+#include "core/rng.h"
 #include "ops/op.h"
 #include "ops/reduce_util.h"
 
@@ -424,41 +425,6 @@ static tern_status *op_lrn(op_ctx *c)
  * `seed` attribute (0 if absent), one uniform double in [0, 1) per element in
  * row-major order, made the way numpy's RandomState.uniform makes them, so a
  * seeded model gives the same mask as the ONNX reference. */
-typedef struct mt19937 {
-    uint32_t s[624];
-    int i;
-} mt19937;
-
-static void mt_seed(mt19937 *m, uint32_t seed)
-{
-    m->s[0] = seed;
-    for (int i = 1; i < 624; i++)
-        m->s[i] = 1812433253u * (m->s[i - 1] ^ (m->s[i - 1] >> 30)) + (uint32_t)i;
-    m->i = 624;
-}
-
-static uint32_t mt_next(mt19937 *m)
-{
-    if (m->i >= 624) {
-        for (int k = 0; k < 624; k++) {
-            uint32_t y = (m->s[k] & 0x80000000u) | (m->s[(k + 1) % 624] & 0x7fffffffu);
-            m->s[k] = m->s[(k + 397) % 624] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
-        }
-        m->i = 0;
-    }
-    uint32_t y = m->s[m->i++];
-    y ^= y >> 11;
-    y ^= (y << 7) & 0x9d2c5680u;
-    y ^= (y << 15) & 0xefc60000u;
-    return y ^ (y >> 18);
-}
-
-static double mt_uniform(mt19937 *m)
-{
-    uint32_t a = mt_next(m) >> 5, b = mt_next(m) >> 6;
-    return (a * 67108864.0 + b) / 9007199254740992.0;
-}
-
 static tern_status *op_dropout(op_ctx *c)
 {
     TERN_TRY(ru_need_float(c, 0));
@@ -487,12 +453,12 @@ static tern_status *op_dropout(op_ctx *c)
     }
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, x->dtype, x->rank, x->dims, &y));
-    mt19937 *mt;
+    rng *mt;
     TERN_TRY(op_scratch(c, sizeof *mt, (void **)&mt));
-    mt_seed(mt, (uint32_t)op_attr_int(c, "seed", 0));
+    rng_seed(mt, (uint32_t)op_attr_int(c, "seed", 0));
     float rf = (float)ratio, scale = 1.0f / (1.0f - rf);
     for (int64_t i = 0; i < x->numel; i++) {
-        bool keep = mt_uniform(mt) >= ratio;
+        bool keep = rng_double(mt) >= ratio;
         if (mask) ((uint8_t *)mask->data)[i] = keep;
         if (x->dtype == TERN_FLOAT)
             ((float *)y->data)[i] = keep ? ((const float *)x->data)[i] * scale : 0.0f;

@@ -10,6 +10,7 @@
 
 #include "core/arena.h"
 #include "core/dtype.h"
+#include "core/rng.h"
 #include "core/tensor.h"
 #include "core/tpool.h"
 
@@ -137,12 +138,29 @@ static void test_saturating_casts(void **state)
     assert_true(i64 == INT64_MIN);
 }
 
+static void test_rng_matches_reference(void **state)
+{
+    (void)state;
+    rng r;
+    rng_seed(&r, 5489); /* the reference implementation's default seed */
+    assert_int_equal(rng_u32(&r), 3499211612u);
+    rng_seed(&r, 0); /* numpy: np.random.seed(0); np.random.random(), normal() */
+    assert_true(rng_double(&r) == 0.5488135039273248);
+    rng_seed(&r, 0);
+    rng_double(&r);
+    assert_true(fabs(rng_gauss(&r) - 0.7415917408091613) < 1e-15);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_f16_known_values), cmocka_unit_test(test_bf16),
-        cmocka_unit_test(test_arena_reuse),      cmocka_unit_test(test_tpool_covers_range_once),
-        cmocka_unit_test(test_tensor_shapes),    cmocka_unit_test(test_saturating_casts),
+        cmocka_unit_test(test_f16_known_values),
+        cmocka_unit_test(test_bf16),
+        cmocka_unit_test(test_arena_reuse),
+        cmocka_unit_test(test_tpool_covers_range_once),
+        cmocka_unit_test(test_tensor_shapes),
+        cmocka_unit_test(test_saturating_casts),
+        cmocka_unit_test(test_rng_matches_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
