@@ -33,6 +33,11 @@ size_t tern_dtype_size(tern_dtype dt)
     return dtype_valid((int)dt) ? dtypes[dt].size : 0;
 }
 
+size_t dtype_elem_size(tern_dtype dt)
+{
+    return dt == TERN_STRING ? sizeof(char *) : tern_dtype_size(dt);
+}
+
 bool dtype_is_float(tern_dtype dt)
 {
     return dt == TERN_FLOAT || dt == TERN_DOUBLE || dt == TERN_FLOAT16 || dt == TERN_BFLOAT16;

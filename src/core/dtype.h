@@ -13,6 +13,8 @@
 #include "tern/engine.h"
 
 bool dtype_valid(int dt);
+/* Bytes per element in a tensor's buffer: STRING counts as one char*. */
+size_t dtype_elem_size(tern_dtype dt);
 bool dtype_is_float(tern_dtype dt); /* float16, bfloat16, float, double */
 bool dtype_is_int(tern_dtype dt);   /* signed or unsigned integer */
 bool dtype_is_signed(tern_dtype dt);

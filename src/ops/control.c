@@ -17,11 +17,6 @@
 
 #include "ops/op.h"
 
-static size_t elem_size(tern_dtype dt)
-{
-    return dt == TERN_STRING ? sizeof(char *) : tern_dtype_size(dt);
-}
-
 static tern_status *graph_attr(op_ctx *c, const char *name, const struct graph **g)
 {
     const op_attr *a = op_attr_get(c, name);
@@ -68,7 +63,7 @@ static tern_status *stack_out(op_ctx *c, int oi, int axis, int nlead, const int6
     for (int i = 0; i < nlead; i++) dims[r++] = lead[i];
     for (int i = axis; i < ref->rank; i++) inner *= dims[r++] = ref->dims[i];
     TERN_TRY(op_out(c, oi, ref->dtype, r, dims, &y));
-    size_t run = (size_t)inner * elem_size(ref->dtype);
+    size_t run = (size_t)inner * dtype_elem_size(ref->dtype);
     if (!run) return NULL;
     char *empty = NULL;
     if (ref->dtype == TERN_STRING) TERN_TRY(op_strdup(c, "", &empty));
@@ -198,7 +193,7 @@ static tern_status *scan_slice(op_ctx *c, const tern_tensor *t, int axis, int64_
         else
             inner *= t->dims[i];
     }
-    size_t es = elem_size(t->dtype), run = (size_t)inner * es;
+    size_t es = dtype_elem_size(t->dtype), run = (size_t)inner * es;
     int64_t d = t->dims[axis];
     if (outer == 1) {
         tern_tensor *v;

@@ -61,7 +61,7 @@ static tern_status *op_gather(op_ctx *c)
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, x->dtype, r, dims, &y));
     if (y->numel == 0) return NULL;
-    int64_t blk = inner * (int64_t)shapeop_esize(x->dtype);
+    int64_t blk = inner * (int64_t)dtype_elem_size(x->dtype);
     char *d = y->data;
     for (int64_t o = 0; o < outer; o++) {
         const char *s = (const char *)x->data + o * n * blk;
@@ -118,7 +118,7 @@ static tern_status *op_gather_elements(op_ctx *c)
     TERN_TRY(op_out(c, 0, x->dtype, ind->rank, ind->dims, &y));
     if (y->numel == 0) return NULL;
     shapeop_strides(x->rank, x->dims, xs);
-    int64_t esz = (int64_t)shapeop_esize(x->dtype), j = 0;
+    int64_t esz = (int64_t)dtype_elem_size(x->dtype), j = 0;
     do {
         copy_elem((char *)y->data + j * esz,
                   (const char *)x->data + elem_offset(pos, xs, x->rank, axis, idx[j]) * esz, esz);
@@ -156,7 +156,7 @@ static tern_status *op_gather_nd(op_ctx *c)
     TERN_TRY(op_out(c, 0, x->dtype, orank, dims, &y));
     if (y->numel == 0) return NULL;
     shapeop_strides(r, x->dims, xs);
-    int64_t esz = (int64_t)shapeop_esize(x->dtype), bstride = b ? xs[b - 1] : 0, blk = slice * esz;
+    int64_t esz = (int64_t)dtype_elem_size(x->dtype), bstride = b ? xs[b - 1] : 0, blk = slice * esz;
     char *d = y->data;
     for (int64_t bi = 0; bi < nb; bi++)
         for (int64_t t = 0; t < ntup; t++, d += blk) {
@@ -295,7 +295,7 @@ static tern_status *scatter_elements(op_ctx *c, bool has_reduction)
     TERN_TRY(copy_input(c, x, &y));
     if (ind->numel == 0) return NULL;
     shapeop_strides(x->rank, x->dims, xs);
-    int64_t esz = (int64_t)shapeop_esize(x->dtype), j = 0;
+    int64_t esz = (int64_t)dtype_elem_size(x->dtype), j = 0;
     do {
         char *d = (char *)y->data + elem_offset(pos, xs, x->rank, axis, idx[j]) * esz;
         scatter_block(x->dtype, red, esz, d, (const char *)upd->data + j * esz, 1);
@@ -335,7 +335,7 @@ static tern_status *op_scatter_nd(op_ctx *c)
     if (!ok) return op_error(c, "updates shape does not match indices and data");
     tern_tensor *y;
     TERN_TRY(copy_input(c, x, &y));
-    int64_t xs[TERN_MAX_RANK], ntup = 1, slice = 1, esz = (int64_t)shapeop_esize(x->dtype);
+    int64_t xs[TERN_MAX_RANK], ntup = 1, slice = 1, esz = (int64_t)dtype_elem_size(x->dtype);
     for (int k = 0; k < q - 1; k++) ntup *= ind->dims[k];
     for (int k = (int)m; k < r; k++) slice *= x->dims[k];
     if (ntup == 0 || slice == 0) return NULL;

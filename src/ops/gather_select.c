@@ -22,7 +22,7 @@ static bool is_nonzero(const tern_tensor *t, int64_t i)
         const char *s = ((char *const *)t->data)[i];
         return s && *s;
     }
-    size_t esz = shapeop_esize(t->dtype);
+    size_t esz = dtype_elem_size(t->dtype);
     const unsigned char *p = (const unsigned char *)t->data + (size_t)i * esz;
     for (size_t k = 0; k < esz; k++)
         if (p[k]) return true;
@@ -52,7 +52,7 @@ tern_status *gatherop_one_hot(op_ctx *c)
     for (int k = (int)axis; k < r; k++) inner *= (dims[k + 1] = ind->dims[k]);
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, val->dtype, r + 1, dims, &y));
-    size_t esz = shapeop_esize(val->dtype);
+    size_t esz = dtype_elem_size(val->dtype);
     const char *off = val->data, *on = off + esz;
     shapeop_fill(y->data, off, y->numel, esz);
     for (int64_t o = 0; o < outer; o++)
@@ -127,7 +127,7 @@ tern_status *gatherop_compress(op_ctx *c)
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, x->dtype, r, dims, &y));
     if (y->numel == 0) return NULL;
-    int64_t blk = inner * (int64_t)shapeop_esize(x->dtype);
+    int64_t blk = inner * (int64_t)dtype_elem_size(x->dtype);
     char *d = y->data;
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < m; i++)
@@ -153,7 +153,7 @@ tern_status *gatherop_reverse_sequence(op_ctx *c)
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, x->dtype, x->rank, x->dims, &y));
     if (y->numel == 0) return NULL;
-    int64_t inner = (int64_t)shapeop_esize(x->dtype);
+    int64_t inner = (int64_t)dtype_elem_size(x->dtype);
     for (int k = 2; k < x->rank; k++) inner *= x->dims[k];
     int64_t st = ta == 0 ? B * inner : inner, sb = ba == 0 ? T * inner : inner;
     for (int64_t b = 0; b < B; b++) {
@@ -301,7 +301,7 @@ tern_status *gatherop_unique(op_ctx *c)
     TERN_TRY(op_out(c, 1, TERN_INT64, 1, &ng, &yi));
     TERN_TRY(op_out(c, 2, TERN_INT64, 1, &n, &yinv));
     TERN_TRY(op_out(c, 3, TERN_INT64, 1, &ng, &yc));
-    int64_t blk = u.inner * (int64_t)shapeop_esize(x->dtype);
+    int64_t blk = u.inner * (int64_t)dtype_elem_size(x->dtype);
     for (int64_t k = 0; k < ng; k++) {
         int64_t g = order[k];
         ((int64_t *)yi->data)[k] = first[g];

@@ -16,11 +16,6 @@
 
 #include "ops/op.h"
 
-static size_t elem_size(tern_dtype dt)
-{
-    return dt == TERN_STRING ? sizeof(char *) : tern_dtype_size(dt);
-}
-
 static tern_status *need_seq(const op_ctx *c, int i, tern_tensor *const **el)
 {
     TERN_TRY(op_need_input(c, i));
@@ -164,7 +159,7 @@ static tern_status *split_to_sequence(op_ctx *c)
     int64_t outer = 1, inner = 1;
     for (int i = 0; i < axis; i++) outer *= x->dims[i];
     for (int i = axis + 1; i < x->rank; i++) inner *= x->dims[i];
-    size_t es = elem_size(x->dtype);
+    size_t es = dtype_elem_size(x->dtype);
     tern_tensor **el;
     TERN_TRY(op_out_sequence(c, 0, x->dtype, n, &el));
     int64_t off = 0;
@@ -223,7 +218,7 @@ static tern_status *concat_from_sequence(op_ctx *c)
     int64_t outer = 1, inner = 1;
     for (int i = 0; i < axis; i++) outer *= e0->dims[i];
     for (int i = axis + !new_axis; i < r; i++) inner *= e0->dims[i];
-    size_t es = elem_size(e0->dtype);
+    size_t es = dtype_elem_size(e0->dtype);
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, e0->dtype, r + new_axis, dims, &y));
     char *dst = y->data;

@@ -183,7 +183,7 @@ static tern_status *op_transpose(op_ctx *c)
     }
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, x->dtype, r, dims, &y));
-    shapeop_copy_strided(c, y->data, x->data, shapeop_esize(x->dtype), r, dims, ss);
+    shapeop_copy_strided(c, y->data, x->data, dtype_elem_size(x->dtype), r, dims, ss);
     return NULL;
 }
 
@@ -256,7 +256,7 @@ static tern_status *op_slice(op_ctx *c)
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, x->dtype, r, dims, &y));
     if (y->numel == 0) return NULL;
-    size_t esz = shapeop_esize(x->dtype);
+    size_t esz = dtype_elem_size(x->dtype);
     shapeop_copy_strided(c, y->data, (const char *)x->data + off * (int64_t)esz, esz, r, dims, ss);
     return NULL;
 }
@@ -282,7 +282,7 @@ static tern_status *op_expand(op_ctx *c)
     op_bcast_strides(x, r, dims, ss);
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, x->dtype, r, dims, &y));
-    shapeop_copy_strided(c, y->data, x->data, shapeop_esize(x->dtype), r, dims, ss);
+    shapeop_copy_strided(c, y->data, x->data, dtype_elem_size(x->dtype), r, dims, ss);
     return NULL;
 }
 
@@ -312,7 +312,7 @@ static tern_status *op_tile(op_ctx *c)
     }
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, x->dtype, r, dims, &y));
-    shapeop_copy_strided(c, y->data, x->data, shapeop_esize(x->dtype), 2 * r, vdims, vss);
+    shapeop_copy_strided(c, y->data, x->data, dtype_elem_size(x->dtype), 2 * r, vdims, vss);
     return NULL;
 }
 
@@ -351,7 +351,7 @@ static tern_status *depth_space(op_ctx *c, bool to_space)
     }
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, x->dtype, 4, dims, &y));
-    shapeop_copy_strided(c, y->data, x->data, shapeop_esize(x->dtype), 6, v, vs);
+    shapeop_copy_strided(c, y->data, x->data, dtype_elem_size(x->dtype), 6, v, vs);
     return NULL;
 }
 
@@ -392,7 +392,7 @@ static tern_status *op_concat(op_ctx *c)
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, x0->dtype, r, dims, &y));
     if (y->numel == 0) return NULL;
-    size_t esz = shapeop_esize(x0->dtype);
+    size_t esz = dtype_elem_size(x0->dtype);
     int64_t outer = 1, inner = (int64_t)esz;
     for (int i = 0; i < axis; i++) outer *= dims[i];
     for (int i = axis + 1; i < r; i++) inner *= dims[i];
@@ -443,7 +443,7 @@ static tern_status *op_split(op_ctx *c)
             left -= sizes[i];
         }
     }
-    size_t esz = shapeop_esize(x->dtype);
+    size_t esz = dtype_elem_size(x->dtype);
     int64_t outer = 1, inner = (int64_t)esz;
     for (int i = 0; i < axis; i++) outer *= x->dims[i];
     for (int i = axis + 1; i < r; i++) inner *= x->dims[i];
@@ -529,7 +529,7 @@ static tern_status *op_pad(op_ctx *c)
     }
 
     /* the constant, as one element of x's type */
-    size_t esz = shapeop_esize(x->dtype);
+    size_t esz = dtype_elem_size(x->dtype);
     unsigned char cval[16] = {0};
     if (x->dtype == TERN_STRING) { /* strings pad with "" */
         const char *e = "";

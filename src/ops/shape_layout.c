@@ -33,7 +33,7 @@ tern_status *shapeop_input(const op_ctx *c, int i, const tern_tensor **t)
     TERN_TRY(op_need_input(c, i));
     const tern_tensor *x = c->in[i];
     if (x->kind != TENSOR_DENSE) return op_error(c, "input %d must be a tensor", i);
-    if (!dtype_valid((int)x->dtype) || shapeop_esize(x->dtype) == 0)
+    if (!dtype_valid((int)x->dtype) || dtype_elem_size(x->dtype) == 0)
         return op_error(c, "input %d has unsupported type %s", i, tern_dtype_name(x->dtype));
     *t = x;
     return NULL;

@@ -9,12 +9,6 @@
 
 #include "ops/op.h"
 
-/* Bytes per element, with STRING counted as one pointer. */
-static inline size_t shapeop_esize(tern_dtype dt)
-{
-    return dt == TERN_STRING ? sizeof(char *) : tern_dtype_size(dt);
-}
-
 /* Input i, which must be present and a dense tensor of a known type. */
 tern_status *shapeop_input(const op_ctx *c, int i, const tern_tensor **t);
 

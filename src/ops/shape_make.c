@@ -95,7 +95,7 @@ tern_status *shapeop_constant_of_shape(op_ctx *c)
     static const unsigned char zero[16] = {0};
     if (a) {
         if (a->type != ATTR_TENSOR || !a->t || a->t->kind != TENSOR_DENSE || a->t->numel != 1 ||
-            a->t->dtype == TERN_STRING || shapeop_esize(a->t->dtype) == 0)
+            a->t->dtype == TERN_STRING || dtype_elem_size(a->t->dtype) == 0)
             return op_error(c, "value must be a one-element numeric tensor");
         dt = a->t->dtype;
         val = a->t->data;
@@ -104,7 +104,7 @@ tern_status *shapeop_constant_of_shape(op_ctx *c)
         if (dims[i] < 0) return op_error(c, "negative dimension %lld", (long long)dims[i]);
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, dt, (int)r, dims, &y));
-    shapeop_fill(y->data, val ? val : zero, y->numel, shapeop_esize(dt));
+    shapeop_fill(y->data, val ? val : zero, y->numel, dtype_elem_size(dt));
     return NULL;
 }
 
@@ -163,14 +163,14 @@ tern_status *shapeop_eye_like(op_ctx *c)
     TERN_TRY(shapeop_input(c, 0, &x));
     if (x->rank != 2) return op_error(c, "input must be 2-D, got rank %d", x->rank);
     tern_dtype dt = (tern_dtype)op_attr_int(c, "dtype", x->dtype);
-    if (!dtype_valid((int)dt) || dt == TERN_STRING || shapeop_esize(dt) == 0 ||
+    if (!dtype_valid((int)dt) || dt == TERN_STRING || dtype_elem_size(dt) == 0 ||
         dt == TERN_COMPLEX64 || dt == TERN_COMPLEX128)
         return op_error(c, "unsupported output type %d", (int)dt);
     int64_t k = op_attr_int(c, "k", 0), rows = x->dims[0], cols = x->dims[1];
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, dt, 2, x->dims, &y));
     if (y->numel == 0) return NULL;
-    memset(y->data, 0, (size_t)y->numel * shapeop_esize(dt));
+    memset(y->data, 0, (size_t)y->numel * dtype_elem_size(dt));
     if (k >= cols || k <= -rows) return NULL;
     for (int64_t i = k < 0 ? -k : 0; i < rows && i + k < cols; i++)
         dtype_set_i64(dt, y->data, i * cols + i + k, 1);
@@ -196,7 +196,7 @@ tern_status *shapeop_trilu(op_ctx *c)
     if (y->numel == 0) return NULL;
     int64_t rows = x->dims[x->rank - 2], cols = x->dims[x->rank - 1],
             mats = x->numel / (rows * cols);
-    size_t esz = shapeop_esize(x->dtype);
+    size_t esz = dtype_elem_size(x->dtype);
     /* keep column j of row i when j - i >= k (upper) or j - i <= k (lower) */
     if (k > cols) k = cols + 1;
     if (k < -rows) k = -rows - 1;
