@@ -24,6 +24,7 @@
 
 #include "ops/conv_geom.h"
 #include "ops/linalg_gemm.h"
+#include "ops/linalg_ops.h"
 #include "ops/op.h"
 
 /* ---- shared checks --------------------------------------------------------- */
@@ -436,33 +437,17 @@ static tern_status *op_conv(op_ctx *c)
 
 /* ---- ConvInteger, QLinearConv ------------------------------------------------ */
 
-static bool is_q8(tern_dtype dt)
-{
-    return dt == TERN_UINT8 || dt == TERN_INT8;
-}
-
-/* A zero point or scale: absent (NULL), a scalar, or (per_ok) one per
- * output channel. */
-static tern_status *q_param(op_ctx *c, int idx, const char *what, int64_t per, bool need,
-                            const tern_tensor **t)
-{
-    *t = idx < c->n_in ? c->in[idx] : NULL;
-    if (!*t) return need ? op_error(c, "%s is missing", what) : NULL;
-    if ((*t)->kind != TENSOR_DENSE || (*t)->rank > 1 || ((*t)->numel != 1 && (*t)->numel != per))
-        return op_error(c, "%s must be a scalar or have %lld elements", what, (long long)per);
-    return NULL;
-}
-
 static tern_status *op_conv_integer(op_ctx *c)
 {
     TERN_TRY(op_need_input(c, 0));
     TERN_TRY(op_need_input(c, 1));
     const tern_tensor *x = c->in[0], *w = c->in[1], *xzp, *wzp;
-    if (!is_q8(x->dtype) || !is_q8(w->dtype)) return op_error(c, "inputs must be int8 or uint8");
+    if (!linalg_is_q8(x->dtype) || !linalg_is_q8(w->dtype))
+        return op_error(c, "inputs must be int8 or uint8");
     conv_shape s;
     TERN_TRY(conv_shape_make(c, x, w, &s));
-    TERN_TRY(q_param(c, 2, "x_zero_point", 1, false, &xzp));
-    TERN_TRY(q_param(c, 3, "w_zero_point", s.m, false, &wzp));
+    TERN_TRY(linalg_q_param(c, 2, "x_zero_point", 1, false, &xzp));
+    TERN_TRY(linalg_q_param(c, 3, "w_zero_point", s.m, false, &wzp));
     tern_tensor *y;
     TERN_TRY(conv_out(c, &s, TERN_INT32, &y));
     double *acc;
@@ -477,20 +462,21 @@ static tern_status *op_qlinear_conv(op_ctx *c)
     for (int i = 0; i < 8; i++)
         if (i != 2 && i != 5 && i != 7) TERN_TRY(op_need_input(c, i));
     const tern_tensor *x = c->in[0], *w = c->in[3], *xs, *xzp, *ws, *wzp, *ys, *yzp, *b;
-    if (!is_q8(x->dtype) || !is_q8(w->dtype)) return op_error(c, "inputs must be int8 or uint8");
+    if (!linalg_is_q8(x->dtype) || !linalg_is_q8(w->dtype))
+        return op_error(c, "inputs must be int8 or uint8");
     conv_shape s;
     TERN_TRY(conv_shape_make(c, x, w, &s));
-    TERN_TRY(q_param(c, 1, "x_scale", 1, true, &xs));
-    TERN_TRY(q_param(c, 2, "x_zero_point", 1, false, &xzp));
-    TERN_TRY(q_param(c, 4, "w_scale", s.m, true, &ws));
-    TERN_TRY(q_param(c, 5, "w_zero_point", s.m, false, &wzp));
-    TERN_TRY(q_param(c, 6, "y_scale", 1, true, &ys));
-    TERN_TRY(q_param(c, 7, "y_zero_point", 1, false, &yzp));
+    TERN_TRY(linalg_q_param(c, 1, "x_scale", 1, true, &xs));
+    TERN_TRY(linalg_q_param(c, 2, "x_zero_point", 1, false, &xzp));
+    TERN_TRY(linalg_q_param(c, 4, "w_scale", s.m, true, &ws));
+    TERN_TRY(linalg_q_param(c, 5, "w_zero_point", s.m, false, &wzp));
+    TERN_TRY(linalg_q_param(c, 6, "y_scale", 1, true, &ys));
+    TERN_TRY(linalg_q_param(c, 7, "y_zero_point", 1, false, &yzp));
     TERN_TRY(conv_bias(c, 8, s.m, TERN_INT32, &b));
     if (!dtype_is_float(xs->dtype) || !dtype_is_float(ws->dtype) || !dtype_is_float(ys->dtype))
         return op_error(c, "scales must be floating point");
     tern_dtype yt = yzp ? yzp->dtype : TERN_UINT8;
-    if (!is_q8(yt)) return op_error(c, "y_zero_point must be int8 or uint8");
+    if (!linalg_is_q8(yt)) return op_error(c, "y_zero_point must be int8 or uint8");
     tern_tensor *y;
     TERN_TRY(conv_out(c, &s, yt, &y));
     double *acc;

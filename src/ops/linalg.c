@@ -260,14 +260,7 @@ static tern_status *op_gemm(op_ctx *c)
 
 /* ---- MatMulInteger, QLinearMatMul ----------------------------------------- */
 
-static bool is_q8(tern_dtype dt)
-{
-    return dt == TERN_UINT8 || dt == TERN_INT8;
-}
-
-/* Zero point or scale of a quantised operand: a scalar, or one value per row
- * (per = m) or per column (per = n) of the matrix. Absent: 0 / error. */
-static tern_status *q_param(op_ctx *c, int idx, const char *what, int64_t per, bool need,
+tern_status *linalg_q_param(op_ctx *c, int idx, const char *what, int64_t per, bool need,
                             const tern_tensor **t)
 {
     *t = idx < c->n_in ? c->in[idx] : NULL;
@@ -316,11 +309,12 @@ static tern_status *op_matmul_integer(op_ctx *c)
     TERN_TRY(op_need_input(c, 0));
     TERN_TRY(op_need_input(c, 1));
     const tern_tensor *a = c->in[0], *b = c->in[1], *azp, *bzp;
-    if (!is_q8(a->dtype) || !is_q8(b->dtype)) return op_error(c, "inputs must be int8 or uint8");
+    if (!linalg_is_q8(a->dtype) || !linalg_is_q8(b->dtype))
+        return op_error(c, "inputs must be int8 or uint8");
     mm_plan p;
     TERN_TRY(mm_plan_make(c, a, b, &p));
-    TERN_TRY(q_param(c, 2, "a_zero_point", p.m, false, &azp));
-    TERN_TRY(q_param(c, 3, "b_zero_point", p.n, false, &bzp));
+    TERN_TRY(linalg_q_param(c, 2, "a_zero_point", p.m, false, &azp));
+    TERN_TRY(linalg_q_param(c, 3, "b_zero_point", p.n, false, &bzp));
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, TERN_INT32, p.rank, p.dims, &y));
     int64_t *acc;
@@ -345,19 +339,20 @@ static tern_status *op_qlinear_matmul(op_ctx *c)
     for (int i = 0; i < 8; i++)
         if (i != 7) TERN_TRY(op_need_input(c, i));
     const tern_tensor *a = c->in[0], *b = c->in[3], *as, *azp, *bs, *bzp, *ys, *yzp;
-    if (!is_q8(a->dtype) || !is_q8(b->dtype)) return op_error(c, "inputs must be int8 or uint8");
+    if (!linalg_is_q8(a->dtype) || !linalg_is_q8(b->dtype))
+        return op_error(c, "inputs must be int8 or uint8");
     mm_plan p;
     TERN_TRY(mm_plan_make(c, a, b, &p));
-    TERN_TRY(q_param(c, 1, "a_scale", p.m, true, &as));
-    TERN_TRY(q_param(c, 2, "a_zero_point", p.m, false, &azp));
-    TERN_TRY(q_param(c, 4, "b_scale", p.n, true, &bs));
-    TERN_TRY(q_param(c, 5, "b_zero_point", p.n, false, &bzp));
-    TERN_TRY(q_param(c, 6, "y_scale", 1, true, &ys));
-    TERN_TRY(q_param(c, 7, "y_zero_point", 1, false, &yzp));
+    TERN_TRY(linalg_q_param(c, 1, "a_scale", p.m, true, &as));
+    TERN_TRY(linalg_q_param(c, 2, "a_zero_point", p.m, false, &azp));
+    TERN_TRY(linalg_q_param(c, 4, "b_scale", p.n, true, &bs));
+    TERN_TRY(linalg_q_param(c, 5, "b_zero_point", p.n, false, &bzp));
+    TERN_TRY(linalg_q_param(c, 6, "y_scale", 1, true, &ys));
+    TERN_TRY(linalg_q_param(c, 7, "y_zero_point", 1, false, &yzp));
     if (!dtype_is_float(as->dtype) || !dtype_is_float(bs->dtype) || !dtype_is_float(ys->dtype))
         return op_error(c, "scales must be floating point");
     tern_dtype yt = yzp ? yzp->dtype : TERN_UINT8;
-    if (!is_q8(yt)) return op_error(c, "y_zero_point must be int8 or uint8");
+    if (!linalg_is_q8(yt)) return op_error(c, "y_zero_point must be int8 or uint8");
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, yt, p.rank, p.dims, &y));
     int64_t *acc;
