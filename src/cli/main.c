@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "cli/commands.h"
 #include "cli/npy.h"
 #include "graph/graph.h"
 #include "onnx/reader.h"
@@ -372,6 +373,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "check")) return cmd_check(argc - 2, argv + 2);
     if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 2, argv + 2);
+    if (!strcmp(cmd, "infer")) return cmd_infer(argc - 2, argv + 2);
     if (!strcmp(cmd, "ops")) {
         op_foreach(print_op, NULL);
         return 0;
