@@ -81,8 +81,10 @@ void pool_submit(sched_pool *p, pool_job *job)
 {
     job->next = NULL;
     pthread_mutex_lock(&p->mu);
-    if (p->tail) p->tail->next = job;
-    else p->head = job;
+    if (p->tail)
+        p->tail->next = job;
+    else
+        p->head = job;
     p->tail = job;
     p->queued++;
     pthread_cond_signal(&p->cv);

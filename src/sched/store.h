@@ -80,6 +80,13 @@ double version_load_seconds(const model_version *v);
  * instances are busy). Same contract as tern_session_run. */
 tern_status *version_run(model_version *v, int n_inputs, const char *const *names,
                          const tern_tensor *const *inputs, tern_tensor **outputs);
+/* The same, also reporting the nanoseconds spent waiting for a free instance
+ * and in the engine (either pointer may be NULL). version_run keeps no
+ * statistics: the caller, which sees the whole request, adds to
+ * version_stats_of(v) (queue, compute, success/fail, counts). */
+tern_status *version_run_timed(model_version *v, int n_inputs, const char *const *names,
+                               const tern_tensor *const *inputs, tern_tensor **outputs,
+                               int64_t *wait_ns, int64_t *run_ns);
 
 typedef struct model_store model_store;
 
@@ -115,6 +122,9 @@ void store_poll_once(model_store *s);
 bool store_ready(model_store *s, const char *model, int64_t version);
 /* True when the store has finished its start-up loads. */
 bool store_started(model_store *s);
+/* Loaded versions not yet freed: the serving ones plus older ones that
+ * requests still hold (a swap's old version drains out of this count). */
+long store_live_versions(model_store *s);
 
 /* The repository index as Triton returns it: a malloc'd JSON array of
  * {"name","version","state","reason"} for every model folder and loaded

@@ -27,22 +27,31 @@ typedef struct setting {
 #define F(field) offsetof(server_settings, field)
 
 static const setting table[] = {
-    {"host", T_STR, F(host), "127.0.0.1", 0, 0, "address to listen on (not loopback needs tokens, issue 8)"},
+    {"host", T_STR, F(host), "127.0.0.1", 0, 0,
+     "address to listen on (not loopback needs tokens, issue 8)"},
     {"port", T_INT, F(port), "8000", 0, 65535, "TCP port (0 picks a free one)"},
     {"threads", T_INT, F(threads), "2", 1, 256, "HTTP threads (epoll event loops)"},
     {"infer-threads", T_INT, F(infer_threads), "2", 1, 256, "inference worker threads"},
     {"model-threads", T_INT, F(model_threads), "1", 1, 256, "intra-op threads per model session"},
-    {"model-repository", T_STR, F(model_repository), "", 0, 0, "folder of <model>/<version>/model.onnx"},
+    {"model-repository", T_STR, F(model_repository), "", 0, 0,
+     "folder of <model>/<version>/model.onnx"},
     {"config", T_STR, F(config), "", 0, 0, "YAML file with any of these settings"},
     {"model-control-mode", T_STR, F(model_control_mode), "none", 0, 0, "none | explicit | poll"},
-    {"load-model", T_LIST, F(load_model), "", 0, 0, "explicit mode: model to load at start (repeatable, * = all)"},
-    {"repository-poll-secs", T_INT, F(repository_poll_secs), "15", 1, 86400, "poll mode: seconds between rescans"},
-    {"max-body-bytes", T_INT, F(max_body_bytes), "67108864", 1024, LONG_MAX, "largest request body (413 above)"},
-    {"max-tensor-elements", T_INT, F(max_tensor_elements), "16777216", 1, LONG_MAX, "largest input tensor, in elements"},
+    {"load-model", T_LIST, F(load_model), "", 0, 0,
+     "explicit mode: model to load at start (repeatable, * = all)"},
+    {"repository-poll-secs", T_INT, F(repository_poll_secs), "15", 1, 86400,
+     "poll mode: seconds between rescans"},
+    {"max-body-bytes", T_INT, F(max_body_bytes), "67108864", 1024, LONG_MAX,
+     "largest request body (413 above)"},
+    {"max-tensor-elements", T_INT, F(max_tensor_elements), "16777216", 1, LONG_MAX,
+     "largest input tensor, in elements"},
     {"max-connections", T_INT, F(max_connections), "1024", 1, 65536, "concurrent HTTP connections"},
-    {"header-timeout-secs", T_INT, F(header_timeout_secs), "10", 1, 3600, "time allowed without progress before the request is read"},
-    {"idle-timeout-secs", T_INT, F(idle_timeout_secs), "60", 1, 86400, "keep-alive connection idle time"},
-    {"drain-timeout-secs", T_INT, F(drain_timeout_secs), "30", 0, 3600, "SIGTERM: time to finish in-flight requests"},
+    {"header-timeout-secs", T_INT, F(header_timeout_secs), "10", 1, 3600,
+     "time allowed without progress before the request is read"},
+    {"idle-timeout-secs", T_INT, F(idle_timeout_secs), "60", 1, 86400,
+     "keep-alive connection idle time"},
+    {"drain-timeout-secs", T_INT, F(drain_timeout_secs), "30", 0, 3600,
+     "SIGTERM: time to finish in-flight requests"},
     {"log-level", T_STR, F(log_level), "info", 0, 0, "debug | info | warn | error"},
 };
 
@@ -63,7 +72,8 @@ static const setting *find(const char *name, size_t len)
     return NULL;
 }
 
-static tern_status *set_value(server_settings *s, const setting *d, const char *v, const char *where)
+static tern_status *set_value(server_settings *s, const setting *d, const char *v,
+                              const char *where)
 {
     char *base = (char *)s;
     switch (d->type) {
@@ -80,8 +90,9 @@ static tern_status *set_value(server_settings *s, const setting *d, const char *
         errno = 0;
         long x = strtol(v, &end, 10);
         if (errno || end == v || *end || x < d->min || x > d->max)
-            return tern_error(TERN_ERR_INVALID_ARGUMENT, "%s%s: '%s' is not an integer from %ld to %ld",
-                              where, d->name, v, d->min, d->max);
+            return tern_error(TERN_ERR_INVALID_ARGUMENT,
+                              "%s%s: '%s' is not an integer from %ld to %ld", where, d->name, v,
+                              d->min, d->max);
         *(long *)(base + d->off) = x;
         return NULL;
     }
@@ -126,7 +137,8 @@ tern_status *settings_parse_args(server_settings *s, int argc, char **argv, bool
         const char *name = a + 2, *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
         const setting *d = find(name, len);
-        if (!d) return tern_error(TERN_ERR_INVALID_ARGUMENT, "unknown flag '%.*s'", (int)len + 2, a);
+        if (!d)
+            return tern_error(TERN_ERR_INVALID_ARGUMENT, "unknown flag '%.*s'", (int)len + 2, a);
         const char *v = eq ? eq + 1 : NULL;
         if (!v) {
             if (i + 1 >= argc)
@@ -164,7 +176,8 @@ tern_status *settings_load_file(server_settings *s, const char *path)
         }
         const setting *d = find(key, klen);
         if (!d || strcmp(d->name, "config") == 0) {
-            st = tern_error(TERN_ERR_INVALID_ARGUMENT, "%s: unknown setting '%.*s'", path, (int)klen, key);
+            st = tern_error(TERN_ERR_INVALID_ARGUMENT, "%s: unknown setting '%.*s'", path,
+                            (int)klen, key);
             break;
         }
         struct fy_node *val = fy_node_pair_value(pair);
@@ -172,9 +185,14 @@ tern_status *settings_load_file(server_settings *s, const char *path)
             void *it2 = NULL;
             struct fy_node *item;
             while (!st && (item = fy_node_sequence_iterate(val, &it2))) {
-                char *text = fy_node_is_scalar(item) ? fy_emit_node_to_string(item, FYECF_MODE_FLOW_ONELINE) : NULL;
-                if (!text) st = tern_error(TERN_ERR_INVALID_ARGUMENT, "%s%s: expected strings", where, d->name);
-                else st = set_value(s, d, text, where);
+                char *text = fy_node_is_scalar(item)
+                                 ? fy_emit_node_to_string(item, FYECF_MODE_FLOW_ONELINE)
+                                 : NULL;
+                if (!text)
+                    st = tern_error(TERN_ERR_INVALID_ARGUMENT, "%s%s: expected strings", where,
+                                    d->name);
+                else
+                    st = set_value(s, d, text, where);
                 free(text);
             }
             continue;
@@ -182,12 +200,15 @@ tern_status *settings_load_file(server_settings *s, const char *path)
         size_t vlen = 0;
         const char *v = val && fy_node_is_scalar(val) ? fy_node_get_scalar(val, &vlen) : NULL;
         if (!v) {
-            st = tern_error(TERN_ERR_INVALID_ARGUMENT, "%s%s: expected a single value", where, d->name);
+            st = tern_error(TERN_ERR_INVALID_ARGUMENT, "%s%s: expected a single value", where,
+                            d->name);
             break;
         }
         char *copy = strndup(v, vlen);
-        if (!copy) st = tern_error(TERN_ERR_NO_MEMORY, "out of memory");
-        else st = set_value(s, d, copy, where);
+        if (!copy)
+            st = tern_error(TERN_ERR_NO_MEMORY, "out of memory");
+        else
+            st = set_value(s, d, copy, where);
         free(copy);
     }
 done:
@@ -221,7 +242,9 @@ void settings_help(FILE *f)
         const setting *d = &table[i];
         char flag[64];
         snprintf(flag, sizeof flag, "--%s %s", d->name,
-                 d->type == T_INT ? "N" : d->type == T_LIST ? "NAME" : "VALUE");
+                 d->type == T_INT    ? "N"
+                 : d->type == T_LIST ? "NAME"
+                                     : "VALUE");
         fprintf(f, "  %-34s %s", flag, d->help);
         if (*d->dflt) fprintf(f, " [%s]", d->dflt);
         fprintf(f, "\n");
