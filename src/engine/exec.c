@@ -202,7 +202,8 @@ tern_status *exec_graph(exec_state *x, exec_frame *parent, const graph *g, int n
                     .n_out = n->n_out,
                     .out = outs,
                     .pool = x->pool,
-                    .frame = &f};
+                    .frame = &f,
+                    .state = n->state};
         TERN_TRY(n->def->fn(&c));
         for (int k = 0; k < n->n_out; k++) {
             if (n->out[k] < 0) continue;

@@ -149,6 +149,7 @@ static void set_declared_type(builder *b, const Onnx__ValueInfoProto *vi)
 
 /* ---- attributes -------------------------------------------------------- */
 
+static tern_status *prepare_nodes(graph_model *m, graph *g);
 static tern_status *build_graph(graph_model *m, builder *parent, const Onnx__GraphProto *gp,
                                 graph **out);
 
@@ -508,6 +509,27 @@ static tern_status *build_graph_into(builder *b, const Onnx__GraphProto *gp)
     }
     TERN_TRY(toposort(b));
     graph_infer_shapes(g);
+    return prepare_nodes(m, g);
+}
+
+void *op_prep_alloc(op_prep *p, size_t bytes)
+{
+    return arena_alloc(p->mem, bytes);
+}
+
+/* Runs each node's prepare hook with its constant inputs (see op.h). */
+static tern_status *prepare_nodes(graph_model *m, graph *g)
+{
+    const tern_tensor *ins[64];
+    for (int i = 0; i < g->n_nodes; i++) {
+        graph_node *n = &g->nodes[i];
+        if (!n->def->prepare || n->n_in > 64) continue;
+        for (int k = 0; k < n->n_in; k++) ins[k] = n->in[k] >= 0 ? g->values[n->in[k]].init : NULL;
+        op_prep p = {
+            .node = &n->op, .opset = n->opset, .n_in = n->n_in, .in = ins, .mem = &m->store.mem};
+        tern_status *st = n->def->prepare(&p, &n->state);
+        if (st) return tern_error_wrap(st, "node '%s' (%s): prepare", n->op.name, n->op.op_type);
+    }
     return NULL;
 }
 

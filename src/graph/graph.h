@@ -49,6 +49,7 @@ typedef struct graph_node {
     int *out; /* value indices, -1 for an omitted optional output */
     const op_def *def;
     int opset;
+    const void *state; /* from def->prepare at load */
 } graph_node;
 
 struct graph {

@@ -86,15 +86,35 @@ typedef struct op_ctx {
     tern_tensor **out;            /* filled through op_out(); do not write directly */
     tpool *pool;                  /* intra-op threads (tpool_for) */
     struct exec_frame *frame;
+    const void *state; /* what the op's prepare() made at load, or NULL */
 } op_ctx;
 
 typedef tern_status *(*op_fn)(op_ctx *c);
+
+/* Load-time preparation of one node (optional). The inputs that are
+ * constant (initializers of the node's own graph) are given, the others are
+ * NULL; a prepare may precompute from them (e.g. prepacked weights) and set
+ * *state, allocated with op_prep_alloc so it lives as long as the model. A
+ * prepare that does not apply (no constant input, unsupported dtype) leaves
+ * *state NULL and returns NULL; the kernel then takes its general path. It
+ * must not fail on inputs the kernel would accept. */
+typedef struct op_prep {
+    const op_node *node;
+    int opset;
+    int n_in;
+    const tern_tensor *const *in;
+    void *mem; /* private: the model's allocator */
+} op_prep;
+typedef tern_status *(*op_prepare_fn)(op_prep *p, const void **state);
+/* Memory that lives as long as the loaded model (64-byte aligned). */
+void *op_prep_alloc(op_prep *p, size_t bytes);
 
 typedef struct op_def {
     const char *domain;
     const char *op_type;
     int since, until; /* opset versions this kernel implements, inclusive */
     op_fn fn;
+    op_prepare_fn prepare; /* optional */
 } op_def;
 
 /* ---- registry (registry.c) ------------------------------------------------ */

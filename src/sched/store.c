@@ -41,6 +41,11 @@
  * in service as long as their folder exists: a broken new version never takes
  * away the one that works.
  *
+ * Files: this one holds the table, the folder scan, sync and the public
+ * control and request calls; store_version.c a loaded version (instances,
+ * warm-up, reference count); store_json.c the JSON documents;
+ * store_config.c config.yaml; store_internal.h the types they share.
+ *
  * Statistics: version_run does not touch version_stats; the caller, which
  * sees the whole request, keeps them (version_run_timed reports the time
  * waited for an instance and the engine time for that). The store does
@@ -50,7 +55,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -61,147 +65,7 @@
 
 #include "core/log.h"
 #include "monitor/metrics.h"
-#include "sched/store_config.h"
-
-#define MODEL_FILE "model.onnx"
-#define CONFIG_FILE "config.yaml"
-/* Warm-up tensors larger than this are not built (a typo in a shape must not
- * allocate the machine away). */
-#define WARMUP_MAX_ELEMENTS (INT64_C(1) << 26)
-
-/* ---- identities of files on disk ---------------------------------------- */
-
-typedef struct file_id {
-    bool exists;
-    int64_t mtime_ns, size;
-    uint64_t ino;
-} file_id;
-
-static file_id file_id_of(const char *path)
-{
-    file_id f = {0};
-    struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
-        f.exists = true;
-        f.mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
-        f.size = (int64_t)sb.st_size;
-        f.ino = (uint64_t)sb.st_ino;
-    }
-    return f;
-}
-
-static bool file_id_eq(file_id a, file_id b)
-{
-    return a.exists == b.exists && a.mtime_ns == b.mtime_ns && a.size == b.size && a.ino == b.ino;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* ---- types ------------------------------------------------------------- */
-
-struct model_version {
-    model_store *store;
-    atomic_int refs;
-    char *name;
-    int64_t number;
-    store_config *cfg;
-    file_id file, cfg_file; /* what it was loaded from */
-    int n_inst, n_free;
-    tern_session **sess;
-    bool *busy;
-    pthread_mutex_t mu; /* guards busy and n_free */
-    pthread_cond_t cv;  /* an instance became free */
-    version_stats stats;
-    double load_seconds;
-};
-
-typedef enum vstate { VS_LOADING, VS_READY, VS_UNAVAILABLE } vstate;
-
-typedef struct vrec {
-    int64_t number;
-    vstate state;
-    model_version *v; /* serving (holds a store reference) or NULL */
-    bool unloaded;    /* taken out of service on purpose, not failed */
-    bool failed;      /* the last attempt failed on failed_file + failed_cfg */
-    file_id failed_file, failed_cfg;
-    char reason[512];
-} vrec;
-
-typedef struct model_entry {
-    char *name;
-    vrec *recs; /* ascending by number */
-    int n_recs, cap_recs;
-    char reason[512]; /* model-level problem, "" if none */
-    bool cfg_failed;  /* config.yaml with identity cfg_failed_id is broken */
-    file_id cfg_failed_id;
-    bool api_unloaded; /* unloaded through the API: polling leaves it alone */
-} model_entry;
-
-struct model_store {
-    char *repo;
-    store_mode mode;
-    char **startup;
-    int n_startup;
-    int poll_secs, default_threads;
-
-    pthread_mutex_t ctl;
-    pthread_rwlock_t tab;
-    model_entry **models; /* ascending by name */
-    int n_models, cap_models;
-    atomic_bool started;
-    bool start_called;
-
-    pthread_mutex_t live_mu;
-    pthread_cond_t live_cv;
-    long live;
-
-    pthread_mutex_t poll_mu;
-    pthread_cond_t poll_cv;
-    bool stopping, poller_on;
-    pthread_t poller;
-};
-
-/* A list of versions to release once `tab` is dropped. */
-typedef struct vlist {
-    model_version **v;
-    int n, cap;
-} vlist;
-
-static void vlist_push(vlist *l, model_version *v)
-{
-    if (l->n == l->cap) {
-        int cap = l->cap ? l->cap * 2 : 8;
-        model_version **p = realloc(l->v, (size_t)cap * sizeof *p);
-        if (!p) {
-            /* Cannot defer: the caller's lock order still allows freeing a
-             * version here (release never takes `tab`). */
-            store_release(v);
-            return;
-        }
-        l->v = p;
-        l->cap = cap;
-    }
-    l->v[l->n++] = v;
-}
-
-static void vlist_release(vlist *l)
-{
-    for (int i = 0; i < l->n; i++) store_release(l->v[i]);
-    free(l->v);
-    *l = (vlist){0};
-}
+#include "sched/store_internal.h"
 
 /* ---- names ------------------------------------------------------------- */
 
@@ -229,209 +93,6 @@ static bool parse_version_dir(const char *s, int64_t *out)
     }
     *out = v;
     return true;
-}
-
-/* ---- version objects ---------------------------------------------------- */
-
-static void live_add(model_store *s, int d)
-{
-    pthread_mutex_lock(&s->live_mu);
-    s->live += d;
-    if (s->live == 0) pthread_cond_broadcast(&s->live_cv);
-    pthread_mutex_unlock(&s->live_mu);
-}
-
-static void version_destroy(model_version *v)
-{
-    model_store *s = v->store;
-    for (int i = 0; i < v->n_inst; i++) tern_session_free(v->sess[i]);
-    free(v->sess);
-    free(v->busy);
-    store_config_free(v->cfg);
-    free(v->name);
-    pthread_mutex_destroy(&v->mu);
-    pthread_cond_destroy(&v->cv);
-    free(v);
-    live_add(s, -1);
-}
-
-void store_release(model_version *v)
-{
-    if (v && atomic_fetch_sub(&v->refs, 1) == 1) version_destroy(v);
-}
-
-const char *version_model_name(const model_version *v)
-{
-    return v->name;
-}
-int64_t version_number(const model_version *v)
-{
-    return v->number;
-}
-int64_t version_max_batch_size(const model_version *v)
-{
-    return v->cfg->max_batch_size;
-}
-version_stats *version_stats_of(model_version *v)
-{
-    return &v->stats;
-}
-int version_input_count(const model_version *v)
-{
-    return tern_session_input_count(v->sess[0]);
-}
-int version_output_count(const model_version *v)
-{
-    return tern_session_output_count(v->sess[0]);
-}
-const tern_io_info *version_input(const model_version *v, int i)
-{
-    return tern_session_input(v->sess[0], i);
-}
-const tern_io_info *version_output(const model_version *v, int i)
-{
-    return tern_session_output(v->sess[0], i);
-}
-double version_load_seconds(const model_version *v)
-{
-    return v->load_seconds;
-}
-
-tern_status *version_run_timed(model_version *v, int n_inputs, const char *const *names,
-                               const tern_tensor *const *inputs, tern_tensor **outputs,
-                               int64_t *wait_ns, int64_t *run_ns)
-{
-    int64_t t0 = now_ns();
-    pthread_mutex_lock(&v->mu);
-    while (v->n_free == 0) pthread_cond_wait(&v->cv, &v->mu);
-    int i = 0;
-    while (v->busy[i]) i++;
-    v->busy[i] = true;
-    v->n_free--;
-    pthread_mutex_unlock(&v->mu);
-    int64_t t1 = now_ns();
-    tern_status *st = tern_session_run(v->sess[i], n_inputs, names, inputs, outputs);
-    int64_t t2 = now_ns();
-    pthread_mutex_lock(&v->mu);
-    v->busy[i] = false;
-    v->n_free++;
-    pthread_cond_signal(&v->cv);
-    pthread_mutex_unlock(&v->mu);
-    if (wait_ns) *wait_ns = t1 - t0;
-    if (run_ns) *run_ns = t2 - t1;
-    return st;
-}
-
-tern_status *version_run(model_version *v, int n_inputs, const char *const *names,
-                         const tern_tensor *const *inputs, tern_tensor **outputs)
-{
-    return version_run_timed(v, n_inputs, names, inputs, outputs, NULL, NULL);
-}
-
-/* Runs zeros of the warm-up shapes (or of the declared shapes, dynamic
- * dimensions 1) through one session. */
-static tern_status *warm_session(const store_config *cfg, tern_session *sess)
-{
-    int n = tern_session_input_count(sess);
-    const char **names = calloc((size_t)n + 1, sizeof *names);
-    tern_tensor **ins = calloc((size_t)n + 1, sizeof *ins);
-    int n_out = tern_session_output_count(sess);
-    tern_tensor **outs = calloc((size_t)n_out + 1, sizeof *outs);
-    tern_status *st = NULL;
-    if (!names || !ins || !outs) st = tern_error(TERN_ERR_NO_MEMORY, "out of memory");
-    for (int i = 0; i < n && !st; i++) {
-        const tern_io_info *io = tern_session_input(sess, i);
-        names[i] = io->name;
-        int rank = io->rank < 0 ? 1 : io->rank;
-        int64_t dims[TERN_MAX_RANK];
-        for (int k = 0; k < rank; k++) dims[k] = io->rank < 0 || io->dims[k] < 0 ? 1 : io->dims[k];
-        for (int w = 0; w < cfg->n_warmup; w++) {
-            if (strcmp(cfg->warmup[w].name, io->name) != 0) continue;
-            rank = cfg->warmup[w].rank;
-            memcpy(dims, cfg->warmup[w].dims, sizeof dims);
-        }
-        int64_t numel = 1;
-        for (int k = 0; k < rank; k++) {
-            if (dims[k] > 0 && numel > WARMUP_MAX_ELEMENTS / dims[k])
-                numel = WARMUP_MAX_ELEMENTS + 1;
-            else
-                numel *= dims[k];
-        }
-        if (numel > WARMUP_MAX_ELEMENTS)
-            st = tern_error(TERN_ERR_INVALID_ARGUMENT,
-                            "warm-up input '%s' would have over %lld elements", io->name,
-                            (long long)WARMUP_MAX_ELEMENTS);
-        else if (tern_dtype_size(io->dtype) == 0 && io->dtype != TERN_STRING)
-            st = tern_error(TERN_ERR_UNSUPPORTED, "warm-up input '%s' has type %s", io->name,
-                            tern_dtype_name(io->dtype));
-        else
-            st = tern_tensor_create(io->dtype, rank, dims, &ins[i]);
-    }
-    if (!st) st = tern_session_run(sess, n, names, (const tern_tensor *const *)ins, outs);
-    for (int j = 0; outs && j < n_out; j++) tern_tensor_free(outs[j]);
-    for (int i = 0; ins && i < n; i++) tern_tensor_free(ins[i]);
-    free(names);
-    free(ins);
-    free(outs);
-    return st;
-}
-
-/* Loads version `number` of `name` from `path` with `cfg` (copied): every
- * instance is created, checked against the config and warmed. */
-static tern_status *version_load(model_store *s, const char *name, int64_t number, const char *path,
-                                 const char *cfg_path, const store_config *cfg, file_id file,
-                                 file_id cfg_file, model_version **out)
-{
-    *out = NULL;
-    double t0 = now_s();
-    if (!file.exists) return tern_error(TERN_ERR_NOT_FOUND, "%s: no such file", path);
-    model_version *v = calloc(1, sizeof *v);
-    if (!v) return tern_error(TERN_ERR_NO_MEMORY, "out of memory");
-    v->store = s;
-    atomic_init(&v->refs, 1);
-    v->number = number;
-    v->file = file;
-    v->cfg_file = cfg_file;
-    pthread_mutex_init(&v->mu, NULL);
-    pthread_cond_init(&v->cv, NULL);
-    live_add(s, 1);
-    tern_status *st = NULL;
-    v->name = strdup(name);
-    v->cfg = store_config_dup(cfg);
-    v->sess = calloc((size_t)cfg->instances, sizeof *v->sess);
-    v->busy = calloc((size_t)cfg->instances, sizeof *v->busy);
-    tern_options *opt = tern_options_create();
-    if (!v->name || !v->cfg || !v->sess || !v->busy || !opt)
-        st = tern_error(TERN_ERR_NO_MEMORY, "out of memory");
-    if (opt) tern_options_set_threads(opt, cfg->threads);
-    bool warm = !cfg->has_warmup || cfg->n_warmup > 0;
-    for (int i = 0; !st && i < cfg->instances; i++) {
-        st = tern_session_create(path, opt, &v->sess[i]);
-        if (st) break;
-        v->n_inst++;
-        if (i == 0) st = store_config_check(cfg, cfg_path, v->sess[0]);
-        if (st || !warm) continue;
-        tern_status *w = warm_session(cfg, v->sess[i]);
-        if (w && cfg->has_warmup) {
-            st = tern_error_wrap(w, "warm-up");
-        } else if (w) {
-            /* No warm-up was asked for: the guessed shapes may simply not
-             * suit this model. Serve it anyway. */
-            warm = false;
-            log_warn("warm-up with default shapes failed; serving without it", LOG_S("model", name),
-                     LOG_I("version", number), LOG_S("error", tern_status_message(w)));
-            tern_status_free(w);
-        }
-    }
-    tern_options_free(opt);
-    v->n_free = v->n_inst;
-    v->load_seconds = now_s() - t0;
-    if (st) {
-        store_release(v);
-        return st;
-    }
-    *out = v;
-    return NULL;
 }
 
 /* ---- the table ---------------------------------------------------------- */
@@ -534,7 +195,7 @@ static void unserve(model_entry *e, vrec *r, vlist *rel, const char *reason)
         metrics_set_loaded(metrics_series_get(e->name, r->number), 0, r->v->load_seconds);
         log_info("model version unloaded", LOG_S("model", e->name), LOG_I("version", r->number),
                  LOG_S("reason", reason));
-        vlist_push(rel, r->v);
+        store_vlist_push(rel, r->v);
         r->v = NULL;
     }
     r->state = VS_UNAVAILABLE;
@@ -592,7 +253,7 @@ static tern_status *list_versions(const char *dir, disk_version **out, int *coun
             v = p;
         }
         if (!join_path(path, sizeof path, dir, de->d_name, MODEL_FILE)) continue;
-        v[n++] = (disk_version){.number = num, .file = file_id_of(path)};
+        v[n++] = (disk_version){.number = num, .file = store_file_id(path)};
     }
     closedir(d);
     if (st) {
@@ -610,8 +271,7 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Model folders of the repository (valid names only), sorted. */
-static tern_status *list_models(const char *repo, char ***out, int *count)
+tern_status *store_list_models(const char *repo, char ***out, int *count)
 {
     *out = NULL;
     *count = 0;
@@ -655,7 +315,7 @@ static tern_status *list_models(const char *repo, char ***out, int *count)
     return NULL;
 }
 
-static void free_names(char **names, int n)
+void store_free_names(char **names, int n)
 {
     for (int i = 0; i < n; i++) free(names[i]);
     free(names);
@@ -720,10 +380,10 @@ static tern_status *sync_model(model_store *s, const char *name, bool forced)
                           s->repo);
 
     /* config.yaml */
-    file_id cfg_file = file_id_of(cfg_path);
+    file_id cfg_file = store_file_id(cfg_path);
     pthread_rwlock_rdlock(&s->tab);
     model_entry *e0 = find_model(s, name);
-    bool known_bad = e0 && e0->cfg_failed && file_id_eq(e0->cfg_failed_id, cfg_file);
+    bool known_bad = e0 && e0->cfg_failed && store_file_id_eq(e0->cfg_failed_id, cfg_file);
     pthread_rwlock_unlock(&s->tab);
     store_config *cfg;
     tern_status *st = store_config_read(cfg_path, name, s->default_threads, &cfg);
@@ -766,11 +426,11 @@ static tern_status *sync_model(model_store *s, const char *name, bool forced)
     for (int i = 0; e && i < n_disk; i++) {
         if (!disk[i].want) continue;
         vrec *r = find_rec(e, disk[i].number);
-        if (r && r->v && file_id_eq(r->v->file, disk[i].file) &&
-            file_id_eq(r->v->cfg_file, cfg_file))
+        if (r && r->v && store_file_id_eq(r->v->file, disk[i].file) &&
+            store_file_id_eq(r->v->cfg_file, cfg_file))
             continue; /* serving, unchanged */
-        if (r && !forced && r->failed && file_id_eq(r->failed_file, disk[i].file) &&
-            file_id_eq(r->failed_cfg, cfg_file))
+        if (r && !forced && r->failed && store_file_id_eq(r->failed_file, disk[i].file) &&
+            store_file_id_eq(r->failed_cfg, cfg_file))
             continue; /* failed before on these very files */
         if (!r && !(r = get_or_add_rec(e, disk[i].number))) continue;
         if (!r->v) {
@@ -794,8 +454,8 @@ static tern_status *sync_model(model_store *s, const char *name, bool forced)
         if (!join_path(path, sizeof path, dir, sub, MODEL_FILE))
             jobs[j].st = tern_error(TERN_ERR_INVALID_ARGUMENT, "model path too long");
         else
-            jobs[j].st = version_load(s, name, jobs[j].number, path, cfg_path, cfg, jobs[j].file,
-                                      cfg_file, &jobs[j].v);
+            jobs[j].st = store_version_load(&s->live, name, jobs[j].number, path, cfg_path, cfg,
+                                            jobs[j].file, cfg_file, &jobs[j].v);
     }
 
     /* switch, atomically for requests */
@@ -806,7 +466,7 @@ static tern_status *sync_model(model_store *s, const char *name, bool forced)
     for (int j = 0; j < n_jobs; j++) {
         vrec *r = find_rec(e, jobs[j].number);
         if (!r && !(r = get_or_add_rec(e, jobs[j].number))) {
-            if (jobs[j].v) vlist_push(&rel, jobs[j].v);
+            if (jobs[j].v) store_vlist_push(&rel, jobs[j].v);
             if (!jobs[j].st) jobs[j].st = tern_error(TERN_ERR_NO_MEMORY, "out of memory");
             continue;
         }
@@ -820,7 +480,7 @@ static tern_status *sync_model(model_store *s, const char *name, bool forced)
                      tern_status_message(jobs[j].st));
             continue;
         }
-        if (r->v) vlist_push(&rel, r->v);
+        if (r->v) store_vlist_push(&rel, r->v);
         r->v = jobs[j].v;
         r->state = VS_READY;
         r->failed = r->unloaded = false;
@@ -854,7 +514,7 @@ static tern_status *sync_model(model_store *s, const char *name, bool forced)
     bool reason_changed = strcmp(e->reason, no_version) != 0;
     snprintf(e->reason, sizeof e->reason, "%s", no_version);
     pthread_rwlock_unlock(&s->tab);
-    vlist_release(&rel);
+    store_vlist_release(&rel);
 
     /* report */
     tern_status *first = NULL;
@@ -915,7 +575,7 @@ static void unload_model(model_store *s, const char *name, bool drop, const char
         }
     }
     pthread_rwlock_unlock(&s->tab);
-    vlist_release(&rel);
+    store_vlist_release(&rel);
 }
 
 /* ---- public: lifecycle -------------------------------------------------- */
@@ -962,8 +622,8 @@ tern_status *store_create(const store_options *opt, model_store **out)
     pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&s->tab, &ra);
     pthread_rwlockattr_destroy(&ra);
-    pthread_mutex_init(&s->live_mu, NULL);
-    pthread_cond_init(&s->live_cv, NULL);
+    pthread_mutex_init(&s->live.mu, NULL);
+    pthread_cond_init(&s->live.cv, NULL);
     pthread_mutex_init(&s->poll_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -1019,19 +679,19 @@ void store_free(model_store *s)
     s->n_models = 0;
     pthread_rwlock_unlock(&s->tab);
     pthread_mutex_unlock(&s->ctl);
-    vlist_release(&rel);
+    store_vlist_release(&rel);
     /* Requests still holding versions finish first. */
-    pthread_mutex_lock(&s->live_mu);
-    while (s->live > 0) pthread_cond_wait(&s->live_cv, &s->live_mu);
-    pthread_mutex_unlock(&s->live_mu);
+    pthread_mutex_lock(&s->live.mu);
+    while (s->live.n > 0) pthread_cond_wait(&s->live.cv, &s->live.mu);
+    pthread_mutex_unlock(&s->live.mu);
 
     free(s->models);
-    free_names(s->startup, s->n_startup);
+    store_free_names(s->startup, s->n_startup);
     free(s->repo);
     pthread_mutex_destroy(&s->ctl);
     pthread_rwlock_destroy(&s->tab);
-    pthread_mutex_destroy(&s->live_mu);
-    pthread_cond_destroy(&s->live_cv);
+    pthread_mutex_destroy(&s->live.mu);
+    pthread_cond_destroy(&s->live.cv);
     pthread_mutex_destroy(&s->poll_mu);
     pthread_cond_destroy(&s->poll_cv);
     free(s);
@@ -1053,7 +713,7 @@ tern_status *store_start(model_store *s)
     s->start_called = true;
     char **names = NULL;
     int n = 0;
-    tern_status *st = list_models(s->repo, &names, &n);
+    tern_status *st = store_list_models(s->repo, &names, &n);
     if (st) {
         pthread_mutex_unlock(&s->ctl);
         return st;
@@ -1076,7 +736,7 @@ tern_status *store_start(model_store *s)
             tern_status_free(e);
         }
     }
-    free_names(names, n);
+    store_free_names(names, n);
     pthread_mutex_unlock(&s->ctl);
     atomic_store(&s->started, true);
     if (s->mode == STORE_POLL) {
@@ -1094,19 +754,21 @@ bool store_started(model_store *s)
 
 long store_live_versions(model_store *s)
 {
-    pthread_mutex_lock(&s->live_mu);
-    long n = s->live;
-    pthread_mutex_unlock(&s->live_mu);
+    pthread_mutex_lock(&s->live.mu);
+    long n = s->live.n;
+    pthread_mutex_unlock(&s->live.mu);
     return n;
 }
 
+/* Only POLL mode follows the folder: elsewhere a rescan would load models
+ * that mode NONE or EXPLICIT did not ask for, so this is a no-op there. */
 void store_poll_once(model_store *s)
 {
     if (s->mode != STORE_POLL) return;
     pthread_mutex_lock(&s->ctl);
     char **names = NULL;
     int n = 0;
-    tern_status *st = list_models(s->repo, &names, &n);
+    tern_status *st = store_list_models(s->repo, &names, &n);
     if (st) {
         log_error("cannot read the model repository", LOG_S("error", tern_status_message(st)));
         tern_status_free(st);
@@ -1133,7 +795,7 @@ void store_poll_once(model_store *s)
         pthread_rwlock_unlock(&s->tab);
         if (!skip) sync_quietly(s, names[i], false);
     }
-    free_names(names, n);
+    store_free_names(names, n);
     pthread_mutex_unlock(&s->ctl);
 }
 
@@ -1233,8 +895,7 @@ bool store_ready(model_store *s, const char *model, int64_t version)
     return ready;
 }
 
-/* Holds every READY version of one model (or of all with model NULL). */
-static tern_status *hold_versions(model_store *s, const char *model, vlist *out)
+tern_status *store_hold_versions(model_store *s, const char *model, vlist *out)
 {
     *out = (vlist){0};
     if (model && !store_valid_name(model))
@@ -1250,7 +911,7 @@ static tern_status *hold_versions(model_store *s, const char *model, vlist *out)
         for (int i = 0; i < e->n_recs; i++) {
             if (!e->recs[i].v) continue;
             atomic_fetch_add(&e->recs[i].v->refs, 1);
-            vlist_push(out, e->recs[i].v);
+            store_vlist_push(out, e->recs[i].v);
         }
     }
     pthread_rwlock_unlock(&s->tab);
@@ -1260,255 +921,8 @@ static tern_status *hold_versions(model_store *s, const char *model, vlist *out)
 void store_foreach_version(model_store *s, void (*fn)(model_version *v, void *arg), void *arg)
 {
     vlist l;
-    tern_status *st = hold_versions(s, NULL, &l);
+    tern_status *st = store_hold_versions(s, NULL, &l);
     tern_status_free(st);
     for (int i = 0; i < l.n; i++) fn(l.v[i], arg);
-    vlist_release(&l);
-}
-
-/* ---- public: JSON documents -------------------------------------------- */
-
-static char *dump(json_t *root)
-{
-    if (!root) return NULL;
-    char *s = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    return s;
-}
-
-static char *version_str(int64_t n, char *buf, size_t len)
-{
-    snprintf(buf, len, "%lld", (long long)n);
-    return buf;
-}
-
-static const char *state_name(vstate st)
-{
-    switch (st) {
-    case VS_LOADING: return "LOADING";
-    case VS_READY: return "READY";
-    case VS_UNAVAILABLE: return "UNAVAILABLE";
-    }
-    return "UNKNOWN";
-}
-
-static json_t *index_item(const char *name, const int64_t *version, const char *state,
-                          const char *reason)
-{
-    json_t *o = json_object();
-    char vb[32];
-    json_object_set_new(o, "name", json_string(name));
-    if (version)
-        json_object_set_new(o, "version", json_string(version_str(*version, vb, sizeof vb)));
-    json_object_set_new(o, "state", json_string(state));
-    json_object_set_new(o, "reason", json_string(reason));
-    return o;
-}
-
-char *store_index_json(model_store *s, bool ready_only)
-{
-    char **names = NULL;
-    int n = 0;
-    tern_status *st = list_models(s->repo, &names, &n);
-    tern_status_free(st); /* an unreadable folder still lists the loaded models */
-    json_t *arr = json_array();
-    pthread_rwlock_rdlock(&s->tab);
-    int i = 0, m = 0;
-    while (i < n || m < s->n_models) {
-        /* merge the folder listing with the table, both sorted by name */
-        int c = i >= n ? 1 : m >= s->n_models ? -1 : strcmp(names[i], s->models[m]->name);
-        const model_entry *e = c >= 0 ? s->models[m] : NULL;
-        const char *name = e ? e->name : names[i];
-        if (c <= 0) i++;
-        if (c >= 0) m++;
-        bool any = false;
-        for (int k = 0; e && k < e->n_recs; k++) {
-            const vrec *r = &e->recs[k];
-            if (ready_only && !r->v) continue;
-            const char *reason = r->reason[0] || !r->v ? r->reason : e->reason;
-            json_array_append_new(arr, index_item(name, &r->number, state_name(r->state), reason));
-            any = true;
-        }
-        if (any || ready_only) continue;
-        if (e && e->reason[0])
-            json_array_append_new(arr, index_item(name, NULL, "UNAVAILABLE", e->reason));
-        else
-            json_array_append_new(
-                arr, index_item(name, NULL, "UNAVAILABLE", e ? "unloaded" : "not loaded"));
-    }
-    pthread_rwlock_unlock(&s->tab);
-    free_names(names, n);
-    return dump(arr);
-}
-
-static const char *dtype_label(tern_dtype dt)
-{
-    const char *k = store_dtype_kserve(dt);
-    return k ? k : "UNKNOWN";
-}
-
-static json_t *shape_json(const tern_io_info *io, int skip)
-{
-    json_t *a = json_array();
-    if (io->rank < 0) {
-        json_array_append_new(a, json_integer(-1));
-        return a;
-    }
-    for (int k = skip; k < io->rank; k++)
-        json_array_append_new(a, json_integer(io->dims[k] < 0 ? -1 : io->dims[k]));
-    return a;
-}
-
-static json_t *io_list(const model_version *v, bool input)
-{
-    json_t *a = json_array();
-    int n = input ? version_input_count(v) : version_output_count(v);
-    for (int i = 0; i < n; i++) {
-        const tern_io_info *io = input ? version_input(v, i) : version_output(v, i);
-        json_t *o = json_object();
-        json_object_set_new(o, "name", json_string(io->name));
-        json_object_set_new(o, "datatype", json_string(dtype_label(io->dtype)));
-        json_object_set_new(o, "shape", shape_json(io, 0));
-        json_array_append_new(a, o);
-    }
-    return a;
-}
-
-char *store_metadata_json(model_store *s, const char *model, int64_t version, tern_status **err)
-{
-    *err = NULL;
-    model_version *v = store_acquire(s, model, version, err);
-    if (!v) return NULL;
-    json_t *root = json_object();
-    json_object_set_new(root, "name", json_string(model));
-    json_t *vers = json_array();
-    char vb[32];
-    if (version > 0) {
-        json_array_append_new(vers, json_string(version_str(v->number, vb, sizeof vb)));
-    } else {
-        vlist l;
-        tern_status *st = hold_versions(s, model, &l);
-        tern_status_free(st);
-        for (int i = 0; i < l.n; i++)
-            json_array_append_new(vers, json_string(version_str(l.v[i]->number, vb, sizeof vb)));
-        vlist_release(&l);
-    }
-    json_object_set_new(root, "versions", vers);
-    json_object_set_new(root, "platform", json_string("onnx"));
-    json_object_set_new(root, "inputs", io_list(v, true));
-    json_object_set_new(root, "outputs", io_list(v, false));
-    store_release(v);
-    char *out = dump(root);
-    if (!out) *err = tern_error(TERN_ERR_NO_MEMORY, "out of memory");
-    return out;
-}
-
-static json_t *config_io(const model_version *v, bool input)
-{
-    json_t *a = json_array();
-    int n = input ? version_input_count(v) : version_output_count(v);
-    int64_t mbs = v->cfg->max_batch_size;
-    for (int i = 0; i < n; i++) {
-        const tern_io_info *io = input ? version_input(v, i) : version_output(v, i);
-        json_t *o = json_object();
-        char type[32];
-        tern_dtype dt = io->dtype;
-        snprintf(type, sizeof type, "TYPE_%s", dt == TERN_STRING ? "STRING" : dtype_label(dt));
-        json_object_set_new(o, "name", json_string(io->name));
-        json_object_set_new(o, "data_type", json_string(type));
-        /* Triton's dims leave out the batch dimension of a batching model. */
-        json_object_set_new(o, "dims", shape_json(io, mbs > 0 && io->rank >= 1 ? 1 : 0));
-        json_array_append_new(a, o);
-    }
-    return a;
-}
-
-char *store_config_json(model_store *s, const char *model, tern_status **err)
-{
-    *err = NULL;
-    model_version *v = store_acquire(s, model, 0, err);
-    if (!v) return NULL;
-    const store_config *c = v->cfg;
-    json_t *root = json_object();
-    json_object_set_new(root, "name", json_string(model));
-    json_object_set_new(root, "platform", json_string("tern_onnx"));
-    json_object_set_new(root, "backend", json_string("tern"));
-    json_object_set_new(root, "max_batch_size", json_integer(c->max_batch_size));
-    json_t *policy = json_object();
-    switch (c->policy) {
-    case POLICY_LATEST:
-        json_object_set_new(policy, "latest",
-                            json_pack("{s:I}", "num_versions", (json_int_t)c->latest_n));
-        break;
-    case POLICY_SPECIFIC: {
-        json_t *vs = json_array();
-        for (int i = 0; i < c->n_specific; i++)
-            json_array_append_new(vs, json_integer(c->specific[i]));
-        json_object_set_new(policy, "specific", json_pack("{s:o}", "versions", vs));
-        break;
-    }
-    case POLICY_ALL: json_object_set_new(policy, "all", json_object()); break;
-    }
-    json_object_set_new(root, "version_policy", policy);
-    json_object_set_new(root, "input", config_io(v, true));
-    json_object_set_new(root, "output", config_io(v, false));
-    json_object_set_new(
-        root, "instance_group",
-        json_pack("[{s:s,s:i,s:s}]", "name", model, "count", c->instances, "kind", "KIND_CPU"));
-    json_object_set_new(root, "default_model_filename", json_string(MODEL_FILE));
-    store_release(v);
-    char *out = dump(root);
-    if (!out) *err = tern_error(TERN_ERR_NO_MEMORY, "out of memory");
-    return out;
-}
-
-static json_t *duration(atomic_llong *count, atomic_llong *ns)
-{
-    return json_pack("{s:I,s:I}", "count", (json_int_t)atomic_load(count), "ns",
-                     (json_int_t)atomic_load(ns));
-}
-
-static json_t *version_stats_json(model_version *v)
-{
-    version_stats *st = &v->stats;
-    atomic_llong zero = 0;
-    char vb[32];
-    json_t *inf = json_object();
-    json_object_set_new(inf, "success", duration(&st->success_count, &st->success_ns));
-    json_object_set_new(inf, "fail", duration(&st->fail_count, &st->fail_ns));
-    json_object_set_new(inf, "queue", duration(&st->queue_count, &st->queue_ns));
-    json_object_set_new(inf, "compute_input", duration(&zero, &zero));
-    json_object_set_new(inf, "compute_infer", duration(&st->compute_count, &st->compute_ns));
-    json_object_set_new(inf, "compute_output", duration(&zero, &zero));
-    json_object_set_new(inf, "cache_hit", duration(&zero, &zero));
-    json_object_set_new(inf, "cache_miss", duration(&zero, &zero));
-    json_t *o = json_object();
-    json_object_set_new(o, "name", json_string(v->name));
-    json_object_set_new(o, "version", json_string(version_str(v->number, vb, sizeof vb)));
-    json_object_set_new(o, "last_inference", json_integer(atomic_load(&st->last_inference_ms)));
-    json_object_set_new(o, "inference_count", json_integer(atomic_load(&st->inference_count)));
-    json_object_set_new(o, "execution_count", json_integer(atomic_load(&st->execution_count)));
-    json_object_set_new(o, "inference_stats", inf);
-    json_object_set_new(o, "batch_stats", json_array());
-    return o;
-}
-
-char *store_stats_json(model_store *s, const char *model, int64_t version, tern_status **err)
-{
-    *err = NULL;
-    vlist l = {0};
-    if (model && version > 0) {
-        model_version *v = store_acquire(s, model, version, err);
-        if (!v) return NULL;
-        vlist_push(&l, v);
-    } else if ((*err = hold_versions(s, model, &l))) {
-        vlist_release(&l);
-        return NULL;
-    }
-    json_t *arr = json_array();
-    for (int i = 0; i < l.n; i++) json_array_append_new(arr, version_stats_json(l.v[i]));
-    vlist_release(&l);
-    char *out = dump(json_pack("{s:o}", "model_stats", arr));
-    if (!out) *err = tern_error(TERN_ERR_NO_MEMORY, "out of memory");
-    return out;
+    store_vlist_release(&l);
 }
