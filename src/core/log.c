@@ -18,8 +18,14 @@ int log_level_parse(const char *s)
     return -1;
 }
 
-void log_set_level(log_level l) { atomic_store(&current, (int)l); }
-log_level log_get_level(void) { return (log_level)atomic_load(&current); }
+void log_set_level(log_level l)
+{
+    atomic_store(&current, (int)l);
+}
+log_level log_get_level(void)
+{
+    return (log_level)atomic_load(&current);
+}
 
 /* Appends s as a JSON string body (without quotes) to buf. */
 static size_t put_escaped(char *buf, size_t o, size_t cap, const char *s)
