@@ -51,6 +51,7 @@
 #include <string.h>
 
 #include "core/dtype.h"
+#include "server/kserve_fast.h"
 
 #define BAD(...) tern_error(TERN_ERR_INVALID_ARGUMENT, __VA_ARGS__)
 #define OOM() tern_error(TERN_ERR_NO_MEMORY, "out of memory")
@@ -458,10 +459,15 @@ static tern_status *decode_binary(const char *name, const char *p, size_t n, ter
 typedef struct bin_ctx {
     const char *body;
     size_t len;
-    size_t start; /* first binary byte: the JSON header's length */
-    size_t off;   /* next unread binary byte */
-    bool header;  /* Inference-Header-Content-Length was given */
+    size_t start;      /* first binary byte: the JSON header's length */
+    size_t off;        /* next unread binary byte */
+    bool header;       /* Inference-Header-Content-Length was given */
+    const kfast *fast; /* numbers found by the fast lane, or NULL */
 } bin_ctx;
+
+/* Returned by the fast lane when it cannot decode exactly as the full path
+ * would: the request is then decoded again from the original body. */
+static tern_status kfast_declined = {TERN_ERR_INVALID_ARGUMENT, "fast lane declined"};
 
 static tern_status *decode_input(const json_t *in, int idx, bin_ctx *b, const kserve_limits *lim,
                                  const char **name_out, tern_tensor **out)
@@ -543,7 +549,19 @@ static tern_status *decode_input(const json_t *in, int idx, bin_ctx *b, const ks
     tern_tensor *t = NULL;
     TERN_TRY(ks_tensor_new(dt, (int)rank, dims, &t));
     tern_status *st;
-    if (bds >= 0) {
+    const kfast_list *fl =
+        b->fast && idx < KFAST_MAX && b->fast->lists[idx].text ? &b->fast->lists[idx] : NULL;
+    if (fl && bds < 0) {
+        /* numbers straight from the text; anything irregular: full path */
+        size_t nb = (size_t)t->numel * dtype_elem_size(dt);
+        st = NULL;
+        if (fl->count != t->numel || !(t->data = malloc(nb ? nb : 1)))
+            st = &kfast_declined;
+        else {
+            t->owns = true;
+            if (!kfast_convert(fl, dt, t->data)) st = &kfast_declined;
+        }
+    } else if (bds >= 0) {
         st = decode_binary(name, b->body + b->off, (size_t)bds, t);
         b->off += (size_t)bds;
     } else {
@@ -670,6 +688,38 @@ tern_status *kserve_decode_request(const char *body, size_t len, long long heade
                        header_len, len);
         jlen = (size_t)header_len;
     }
+    /* the fast lane first (kserve_fast.c); it declines rather than differ */
+    kfast *fast = body && jlen ? malloc(sizeof *fast) : NULL;
+    if (fast && kfast_scan(body, jlen, fast)) {
+        size_t slen;
+        char *stripped = kfast_strip(body, jlen, fast, &slen);
+        json_t *froot = stripped ? json_loadb(stripped, slen, JSON_REJECT_DUPLICATES, NULL) : NULL;
+        free(stripped);
+        kserve_request *fr = froot ? calloc(1, sizeof *fr) : NULL;
+        if (fr) {
+            fr->json = froot;
+            bin_ctx b = {.body = body,
+                         .len = len,
+                         .start = jlen,
+                         .off = jlen,
+                         .header = header_len >= 0,
+                         .fast = fast};
+            tern_status *st = decode_root(froot, &b, lim, fr);
+            if (!st) {
+                free(fast);
+                *out = fr;
+                return NULL;
+            }
+            kserve_request_free(fr);
+            if (st != &kfast_declined) {
+                free(fast);
+                return st;
+            }
+        } else if (froot) {
+            json_decref(froot);
+        }
+    }
+    free(fast);
     json_error_t jerr;
     json_t *root = json_loadb(body ? body : "", jlen, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)

@@ -1,0 +1,396 @@
+/*
+ * Fast lane for the numbers of KServe JSON requests.
+ *
+ * Almost all of a typical inference request is its `data` arrays: a
+ * 784-float image is 16 KB of digits, and building a jansson value per
+ * number then converting it costs most of the request's time. So before
+ * jansson sees the body, this pass walks the JSON text (tracking strings,
+ * nesting and the current key, nothing more) and, for each
+ * root.inputs[i].data that is a FLAT list of plain JSON numbers, notes where
+ * its numbers are and hands jansson a copy of the body in which that list is
+ * replaced by []. jansson still parses and checks the whole structure; the
+ * codec then converts the noted numbers straight into the tensor.
+ *
+ * The lane only ever declines: a nested list, a string, true/false/null, a
+ * number that is not strict JSON, or a value that does not fit the input's
+ * datatype exactly (a fraction for an integer type, an integer out of range,
+ * a float overflow) makes the codec decode the original body with jansson
+ * alone, so every error message and every edge case is the full path's.
+ */
+#include "server/kserve_fast.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/dtype.h"
+
+#define MAX_DEPTH 64
+
+static size_t skip_ws(const char *s, size_t i, size_t n)
+{
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
+    return i;
+}
+
+/* End of the JSON string starting at s[i] == '"' (index after the closing
+ * quote), or 0 if it is unterminated. */
+static size_t skip_string(const char *s, size_t i, size_t n)
+{
+    for (i++; i < n; i++) {
+        if (s[i] == '\\')
+            i++;
+        else if (s[i] == '"')
+            return i + 1;
+    }
+    return 0;
+}
+
+/* Length of a strict JSON number at s[i], or 0. */
+static size_t number_len(const char *s, size_t i, size_t n)
+{
+    size_t j = i;
+    if (j < n && s[j] == '-') j++;
+    if (j >= n) return 0;
+    if (s[j] == '0')
+        j++;
+    else if (s[j] >= '1' && s[j] <= '9')
+        while (j < n && s[j] >= '0' && s[j] <= '9') j++;
+    else
+        return 0;
+    if (j < n && s[j] == '.') {
+        size_t k = ++j;
+        while (j < n && s[j] >= '0' && s[j] <= '9') j++;
+        if (j == k) return 0;
+    }
+    if (j < n && (s[j] == 'e' || s[j] == 'E')) {
+        j++;
+        if (j < n && (s[j] == '+' || s[j] == '-')) j++;
+        size_t k = j;
+        while (j < n && s[j] >= '0' && s[j] <= '9') j++;
+        if (j == k) return 0;
+    }
+    return j - i;
+}
+
+/* Scans a flat list of numbers at s[i] == '['. Returns the index after ']'
+ * and the count, or 0 if the list is anything else. */
+static size_t scan_flat_numbers(const char *s, size_t i, size_t n, int64_t *count)
+{
+    int64_t c = 0;
+    i = skip_ws(s, i + 1, n);
+    if (i < n && s[i] == ']') {
+        *count = 0;
+        return i + 1;
+    }
+    for (;;) {
+        size_t l = number_len(s, i, n);
+        if (!l) return 0;
+        c++;
+        i = skip_ws(s, i + l, n);
+        if (i >= n) return 0;
+        if (s[i] == ']') break;
+        if (s[i] != ',') return 0;
+        i = skip_ws(s, i + 1, n);
+    }
+    *count = c;
+    return i + 1;
+}
+
+bool kfast_scan(const char *js, size_t len, kfast *f)
+{
+    memset(f, 0, sizeof *f);
+    /* the container stack: for each level, object or array, the current
+     * key of an object (offset and length into js) and an array's index */
+    char kind[MAX_DEPTH];
+    size_t key_at[MAX_DEPTH], key_len[MAX_DEPTH];
+    int64_t index[MAX_DEPTH];
+    int depth = 0;
+    bool expect_key = false;
+    for (size_t i = skip_ws(js, 0, len); i < len; i = skip_ws(js, i, len)) {
+        char ch = js[i];
+        if (ch == '"') {
+            size_t e = skip_string(js, i, len);
+            if (!e) return false;
+            if (expect_key && depth > 0 && kind[depth - 1] == '{') {
+                key_at[depth - 1] = i + 1;
+                key_len[depth - 1] = e - i - 2;
+                expect_key = false;
+            }
+            i = e;
+            continue;
+        }
+        if (ch == '{' || ch == '[') {
+            /* root.inputs[k].data == [...] : try the fast lane */
+            if (ch == '[' && depth == 3 && kind[0] == '{' && kind[1] == '[' && kind[2] == '{' &&
+                key_len[0] == 6 && !memcmp(js + key_at[0], "inputs", 6) && key_len[2] == 4 &&
+                !memcmp(js + key_at[2], "data", 4) && index[1] >= 0 && index[1] < KFAST_MAX) {
+                int64_t count;
+                size_t e = scan_flat_numbers(js, i, len, &count);
+                if (e) {
+                    kfast_list *l = &f->lists[index[1]];
+                    if (l->text) return false; /* "data" twice: let jansson refuse it */
+                    l->text = js + i;
+                    l->len = e - i;
+                    l->count = count;
+                    f->n_lists++;
+                    i = e;
+                    continue;
+                }
+            }
+            if (depth == MAX_DEPTH) return false;
+            kind[depth] = ch;
+            key_len[depth] = 0;
+            index[depth] = 0;
+            depth++;
+            expect_key = ch == '{';
+            i++;
+            continue;
+        }
+        if (ch == '}' || ch == ']') {
+            if (depth == 0) return false;
+            depth--;
+            i++;
+            continue;
+        }
+        if (ch == ',') {
+            if (depth > 0) {
+                if (kind[depth - 1] == '[')
+                    index[depth - 1]++;
+                else
+                    expect_key = true;
+            }
+            i++;
+            continue;
+        }
+        if (ch == ':') {
+            i++;
+            continue;
+        }
+        /* a scalar: number or literal */
+        size_t l = number_len(js, i, len);
+        if (!l) {
+            while (i + l < len && js[i + l] >= 'a' && js[i + l] <= 'z') l++;
+            if (!l) return false;
+        }
+        i += l;
+    }
+    return f->n_lists > 0;
+}
+
+char *kfast_strip(const char *js, size_t len, const kfast *f, size_t *out_len)
+{
+    char *out = malloc(len + 1);
+    if (!out) return NULL;
+    /* lists appear in document order of their inputs, but inputs may be
+     * given in any order: copy by increasing text position */
+    size_t o = 0, from = 0;
+    for (;;) {
+        const kfast_list *next = NULL;
+        for (int k = 0; k < KFAST_MAX; k++) {
+            const kfast_list *l = &f->lists[k];
+            if (l->text && (size_t)(l->text - js) >= from && (!next || l->text < next->text))
+                next = l;
+        }
+        if (!next) break;
+        size_t at = (size_t)(next->text - js);
+        memcpy(out + o, js + from, at - from);
+        o += at - from;
+        out[o++] = '[';
+        out[o++] = ']';
+        from = at + next->len;
+    }
+    memcpy(out + o, js + from, len - from);
+    o += len - from;
+    out[o] = 0;
+    *out_len = o;
+    return out;
+}
+
+/* ---- numbers ------------------------------------------------------------ */
+
+static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* A strict JSON number as sign, up to 19 significant digits m and a power
+ * of ten; *exact is false when digits had to be dropped. */
+typedef struct decimal {
+    uint64_t m;
+    int exp10, digits;
+    bool neg, exact;
+} decimal;
+
+static decimal parse_decimal(const char *s, size_t n)
+{
+    decimal d = {0, 0, 0, s[0] == '-', true};
+    size_t i = d.neg;
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+        if (d.digits < 19) {
+            d.m = d.m * 10 + (uint64_t)(s[i] - '0');
+            if (d.m) d.digits++;
+        } else {
+            d.exp10++;
+            if (s[i] != '0') d.exact = false;
+        }
+    }
+    if (i < n && s[i] == '.')
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            if (d.digits < 19) {
+                d.m = d.m * 10 + (uint64_t)(s[i] - '0');
+                if (d.m) d.digits++;
+                d.exp10--;
+            } else if (s[i] != '0') {
+                d.exact = false;
+            }
+        }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        bool eneg = s[i] == '-';
+        if (s[i] == '+' || s[i] == '-') i++;
+        int e = 0;
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            if (e < 100000) e = e * 10 + (s[i] - '0');
+        d.exp10 += eneg ? -e : e;
+    }
+    return d;
+}
+
+static double strtod_token(const char *s, size_t n)
+{
+    char buf[128];
+    if (n >= sizeof buf) return NAN; /* the caller declines */
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    return strtod(buf, NULL);
+}
+
+/* A strict JSON number as a correctly rounded double: Clinger's fast path
+ * (at most 15 digits and a power of ten up to 22, both exact in double, so
+ * one rounding) or strtod. */
+static double parse_double(const char *s, size_t n)
+{
+    decimal d = parse_decimal(s, n);
+    if (d.exact && d.digits <= 15 && d.exp10 >= -22 && d.exp10 <= 22) {
+        double v = (double)d.m;
+        v = d.exp10 < 0 ? v / pow10_exact[-d.exp10] : v * pow10_exact[d.exp10];
+        return d.neg ? -v : v;
+    }
+    return strtod_token(s, n);
+}
+
+/* The float the full path makes, (float)strtod(s), computed without strtod
+ * when that is certain. Clients send float32 values printed as doubles (17
+ * digits), past Clinger's limit. Up to 19 digits and 10^27 are exact in x87
+ * long double (64-bit mantissa), so m * 10^e is off by at most half a long
+ * double ulp (2^-64 relative). Rounding that to float gives the same float
+ * as strtod-then-float unless the value lies within a few double ulps of a
+ * float rounding midpoint; only those rare numbers go to strtod. */
+static float parse_float(const char *s, size_t n)
+{
+    static const long double p10[] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,
+                                      1e7L,  1e8L,  1e9L,  1e10L, 1e11L, 1e12L, 1e13L,
+                                      1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L,
+                                      1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
+    decimal d = parse_decimal(s, n);
+    if (d.exact && d.exp10 >= -27 && d.exp10 <= 27) {
+        if (d.m == 0) return d.neg ? -0.0f : 0.0f;
+        long double x = (long double)d.m;
+        x = d.exp10 < 0 ? x / p10[-d.exp10] : x * p10[d.exp10];
+        if (x >= (long double)FLT_MIN && x <= (long double)FLT_MAX) {
+            float f = (float)x;
+            long double up = nextafterf(f, INFINITY), down = nextafterf(f, 0.0f);
+            long double mid_up = ((long double)f + up) / 2, mid_down = ((long double)f + down) / 2;
+            long double margin = x * 0x1p-50L;
+            if (fabsl(x - mid_up) > margin && fabsl(x - mid_down) > margin) return d.neg ? -f : f;
+        }
+    }
+    return (float)strtod_token(s, n);
+}
+
+/* An integer token (no fraction or exponent) as int64; false if it is not
+ * one or does not fit. */
+static bool parse_int(const char *s, size_t n, int64_t *v)
+{
+    size_t i = 0;
+    bool neg = s[0] == '-';
+    if (neg) i++;
+    uint64_t m = 0;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        if (m > (UINT64_MAX - 9) / 10) return false;
+        m = m * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (neg) {
+        if (m > (uint64_t)INT64_MAX + 1) return false;
+        *v = (int64_t)(0 - m);
+    } else {
+        if (m > (uint64_t)INT64_MAX) return false;
+        *v = (int64_t)m;
+    }
+    return true;
+}
+
+bool kfast_convert(const kfast_list *l, tern_dtype dt, void *dst)
+{
+    const char *s = l->text;
+    size_t n = l->len, i = skip_ws(s, 1, n);
+    for (int64_t k = 0; k < l->count; k++) {
+        size_t len = number_len(s, i, n);
+        const char *tok = s + i;
+        switch (dt) {
+        case TERN_FLOAT: {
+            float v = parse_float(tok, len);
+            if (!isfinite(v)) return false; /* overflow: the full path words the error */
+            ((float *)dst)[k] = v;
+            break;
+        }
+        case TERN_DOUBLE: {
+            double v = parse_double(tok, len);
+            if (!isfinite(v)) return false;
+            ((double *)dst)[k] = v;
+            break;
+        }
+        case TERN_FLOAT16:
+        case TERN_BFLOAT16: {
+            double v = parse_double(tok, len);
+            if (!isfinite(v)) return false;
+            uint16_t h = dt == TERN_FLOAT16 ? f32_to_f16((float)v) : f32_to_bf16((float)v);
+            if ((dt == TERN_FLOAT16 && (h & 0x7c00) == 0x7c00) ||
+                (dt == TERN_BFLOAT16 && (h & 0x7f80) == 0x7f80))
+                return false; /* overflow: the full path words the error */
+            ((uint16_t *)dst)[k] = h;
+            break;
+        }
+        case TERN_INT8:
+        case TERN_INT16:
+        case TERN_INT32:
+        case TERN_INT64:
+        case TERN_UINT8:
+        case TERN_UINT16:
+        case TERN_UINT32: {
+            int64_t v;
+            if (!parse_int(tok, len, &v)) return false;
+            int64_t lo = 0, hi = 0;
+            switch (dt) {
+            case TERN_INT8: lo = INT8_MIN, hi = INT8_MAX; break;
+            case TERN_INT16: lo = INT16_MIN, hi = INT16_MAX; break;
+            case TERN_INT32: lo = INT32_MIN, hi = INT32_MAX; break;
+            case TERN_INT64: lo = INT64_MIN, hi = INT64_MAX; break;
+            case TERN_UINT8: hi = UINT8_MAX; break;
+            case TERN_UINT16: hi = UINT16_MAX; break;
+            default: hi = UINT32_MAX; break;
+            }
+            if (v < lo || v > hi) return false;
+            dtype_set_i64(dt, dst, k, v);
+            break;
+        }
+        default: return false; /* BOOL, BYTES, UINT64: the full path */
+        }
+        i = skip_ws(s, i + len, n);
+        i = skip_ws(s, i + 1, n); /* the ',' (or the closing ']') */
+    }
+    return true;
+}
