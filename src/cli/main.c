@@ -315,16 +315,7 @@ static int cmd_run(int argc, char **argv)
     for (int j = 0; j < n_out; j++) {
         const char *name = tern_session_output(s, j)->name;
         char safe[256], path[4096];
-        size_t k = 0;
-        for (; name[k] && k + 1 < sizeof safe; k++) {
-            char ch = name[k];
-            int ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-                     (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
-            safe[k] = ok ? ch : '_';
-        }
-        safe[k] = 0;
-        if (!strcmp(safe, ".") || !strcmp(safe, "..") || !k)
-            snprintf(safe, sizeof safe, "output_%d", j);
+        npy_safe_name(name, j, safe, sizeof safe);
         snprintf(path, sizeof path, "%s/%s.npy", outdir, safe);
         st = npy_write(path, outs[j]);
         if (st) {

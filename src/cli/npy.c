@@ -292,3 +292,16 @@ tern_status *npy_write(const char *path, const tern_tensor *t)
     if (!ok) return tern_error(TERN_ERR_IO, "%s: write failed: %s", path, strerror(errno));
     return NULL;
 }
+
+void npy_safe_name(const char *name, int index, char *buf, size_t size)
+{
+    size_t k = 0;
+    for (; name[k] && k + 1 < size; k++) {
+        char ch = name[k];
+        int ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                 ch == '.' || ch == '_' || ch == '-';
+        buf[k] = ok ? ch : '_';
+    }
+    buf[k] = 0;
+    if (!k || !strcmp(buf, ".") || !strcmp(buf, "..")) snprintf(buf, size, "output_%d", index);
+}

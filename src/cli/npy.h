@@ -14,4 +14,9 @@ tern_status *npy_read(const char *path, tern_tensor **out);
 /* Writes a tensor; strings become numpy unicode ('<Un'). */
 tern_status *npy_write(const char *path, const tern_tensor *t);
 
+/* The file name (without ".npy") for a tensor called `name`: characters
+ * outside [A-Za-z0-9._-] become '_'; an empty, "." or ".." result becomes
+ * "output_<index>". */
+void npy_safe_name(const char *name, int index, char *buf, size_t size);
+
 #endif
