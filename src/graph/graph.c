@@ -524,7 +524,12 @@ static tern_status *prepare_nodes(graph_model *m, graph *g)
     for (int i = 0; i < g->n_nodes; i++) {
         graph_node *n = &g->nodes[i];
         if (!n->def->prepare || n->n_in > 64) continue;
-        for (int k = 0; k < n->n_in; k++) ins[k] = n->in[k] >= 0 ? g->values[n->in[k]].init : NULL;
+        /* an initializer that is also a graph input may be replaced at run
+         * time: it is not a constant */
+        for (int k = 0; k < n->n_in; k++) {
+            const graph_value *v = n->in[k] >= 0 ? &g->values[n->in[k]] : NULL;
+            ins[k] = v && !v->is_input ? v->init : NULL;
+        }
         op_prep p = {
             .node = &n->op, .opset = n->opset, .n_in = n->n_in, .in = ins, .mem = &m->store.mem};
         tern_status *st = n->def->prepare(&p, &n->state);

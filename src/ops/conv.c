@@ -9,8 +9,10 @@
  * X as B directly. SGEMM's packed A repeats every element 4 times, which is
  * cheap for the weights of a batch but not for the big weights of deep
  * layers at batch 1: there conv_f32_swapped computes Y_g^T = cols^T W_g^T
- * instead, so the small operand is the replicated one. Depthwise convs (one
- * input channel per group) run a direct loop, with the 3x3 case unrolled.
+ * instead, so the small operand is the replicated one. When W is an
+ * initializer, W_g^T is packed as B once at load (conv_prepare) and that
+ * order then costs only the im2col. Depthwise convs (one input channel per
+ * group) run a direct loop, with the 3x3 case unrolled.
  *
  * float32 ConvTranspose is the transpose: cols[M/g*kernel x P_in] =
  * W_g^T * X_g by SGEMM, then col2im scatters cols into Y.
@@ -275,13 +277,14 @@ static void im2col_rows(void *arg, int64_t begin, int64_t end)
 
 /* Conv with the operands swapped (see conv_f32): per image and group, the
  * im2col matrix (or X itself when pointwise) is packed as A, transposed, and
- * W_g^T streams as B; the product lands transposed, i.e. straight in Y. */
+ * W_g^T streams as B; the product lands transposed, i.e. straight in Y.
+ * wt, if not NULL, is W_g^T for every group already packed (conv_prepare). */
 static tern_status *conv_f32_swapped(op_ctx *c, const conv_shape *s, bool pointwise, const float *x,
-                                     const float *w, const float *b, float *y)
+                                     const float *w, const float *wt, const float *b, float *y)
 {
     const conv_geom *g = &s->g;
     int64_t P = g->out_size, K = s->cg * g->k_size;
-    size_t pa_n = sgemm_pa_floats(P, K), pb_n = sgemm_pb_floats(s->mg, K);
+    size_t pa_n = sgemm_pa_floats(P, K), pb_n = wt ? 0 : sgemm_pb_floats(s->mg, K);
     float *pa, *pb, *col;
     TERN_TRY(op_scratch(c, (pa_n + pb_n + (pointwise ? 0 : (size_t)(K * P))) * sizeof(float),
                         (void **)&pa));
@@ -296,15 +299,21 @@ static tern_status *conv_f32_swapped(op_ctx *c, const conv_shape *s, bool pointw
                 xg = col;
             }
             sgemm_pack_a(c->pool, P, K, xg, 1, P, pa);
-            sgemm_view wt = {w + gi * s->mg * K, 1, K};
             sgemm_out o = {y + (n * s->m + gi * s->mg) * P, P, true, b ? b + gi * s->mg : NULL};
-            sgemm_packed(c->pool, P, s->mg, K, 1.0f, pa, sgemm_pack_view, &wt, 0.0f, &o, pb);
+            if (wt) {
+                const float *wtg = wt + (size_t)gi * sgemm_pb_all_floats(s->mg, K);
+                sgemm_prepacked(c->pool, P, s->mg, K, 1.0f, pa, wtg, 0.0f, &o);
+                continue;
+            }
+            sgemm_view v = {w + gi * s->mg * K, 1, K};
+            sgemm_packed(c->pool, P, s->mg, K, 1.0f, pa, sgemm_pack_view, &v, 0.0f, &o, pb);
         }
     return NULL;
 }
 
+/* wt: the weights as conv_prepare packed them, or NULL. */
 static tern_status *conv_f32(op_ctx *c, const conv_shape *s, const float *x, const float *w,
-                             const float *b, float *y)
+                             const float *wt, const float *b, float *y)
 {
     const conv_geom *g = &s->g;
     int64_t P = g->out_size, K = s->cg * g->k_size;
@@ -330,12 +339,14 @@ static tern_status *conv_f32(op_ctx *c, const conv_shape *s, const float *x, con
     /* Packed A is every weight repeated SGEMM_LANES times, once per call;
      * packed B is the im2col matrix, once per image. When the weights
      * outweigh the images (deep layers at small batch), swap the operands:
-     * Y_g^T = cols^T * W_g^T, so the replicated side is the small one. */
+     * Y_g^T = cols^T * W_g^T, so the replicated side is the small one. The
+     * weights as B then cost a packing per image and group, or nothing
+     * when they were packed at load. */
     double lanes = SGEMM_LANES, imgs = (double)s->n;
     double normal = lanes * (double)(s->m * K) + imgs * (double)(s->group * K * P);
-    double swapped =
-        imgs * (double)s->group * ((lanes + !pointwise) * (double)(K * P) + (double)(K * s->mg));
-    if (swapped < normal) return conv_f32_swapped(c, s, pointwise, x, w, b, y);
+    double swapped = imgs * (double)s->group *
+                     ((lanes + !pointwise) * (double)(K * P) + (wt ? 0.0 : (double)(K * s->mg)));
+    if (swapped < normal) return conv_f32_swapped(c, s, pointwise, x, w, wt, b, y);
 
     size_t pa_n = sgemm_pa_floats(s->mg, K);
     float *pa, *pb;
@@ -412,6 +423,40 @@ static tern_status *conv_ref(op_ctx *c, const conv_shape *s, const tern_tensor *
     return NULL;
 }
 
+/* ---- float32 Conv weights packed at load ------------------------------------ */
+
+/* W_g^T of every group as SGEMM's packed B, group g at
+ * g * sgemm_pb_all_floats(M/group, K): the weight operand of
+ * conv_f32_swapped, the order deep layers take at small batch. It holds
+ * for the tensor it was packed from only (an initializer that is also a
+ * graph input may be replaced by the caller's value). */
+typedef struct conv_prepared {
+    const tern_tensor *w;
+    const float *wt;
+} conv_prepared;
+
+static tern_status *conv_prepare(op_prep *p, const void **state)
+{
+    const tern_tensor *w = p->n_in > 1 ? p->in[1] : NULL;
+    if (!w || w->kind != TENSOR_DENSE || w->dtype != TERN_FLOAT || w->rank < 3) return NULL;
+    op_ctx attrs = {.node = p->node, .opset = p->opset}; /* for op_attr_int */
+    int64_t group = op_attr_int(&attrs, "group", 1), m = w->dims[0], cg = w->dims[1];
+    if (group < 1 || m == 0 || m % group || w->numel == 0) return NULL;
+    if (cg == 1 && group > 1 && w->rank <= 4) return NULL; /* depthwise: a direct loop */
+    int64_t mg = m / group, k = w->numel / m;
+    size_t per = sgemm_pb_all_floats(mg, k);
+    conv_prepared *s = op_prep_alloc(p, sizeof *s);
+    float *wt = op_prep_alloc(p, per * (size_t)group * sizeof(float));
+    if (!s || !wt) return tern_error(TERN_ERR_NO_MEMORY, "out of memory packing W");
+    for (int64_t gi = 0; gi < group; gi++) {
+        sgemm_view v = {(const float *)w->data + gi * mg * k, 1, k};
+        sgemm_pack_b_all(mg, k, sgemm_pack_view, &v, wt + (size_t)gi * per);
+    }
+    *s = (conv_prepared){w, wt};
+    *state = s;
+    return NULL;
+}
+
 static tern_status *op_conv(op_ctx *c)
 {
     TERN_TRY(op_need_input(c, 0));
@@ -425,8 +470,11 @@ static tern_status *op_conv(op_ctx *c)
     TERN_TRY(conv_bias(c, 2, s.m, x->dtype, &b));
     tern_tensor *y;
     TERN_TRY(conv_out(c, &s, x->dtype, &y));
-    if (x->dtype == TERN_FLOAT)
-        return conv_f32(c, &s, x->data, w->data, b ? b->data : NULL, y->data);
+    if (x->dtype == TERN_FLOAT) {
+        const conv_prepared *st = c->state;
+        const float *wt = st && st->w == w ? st->wt : NULL;
+        return conv_f32(c, &s, x->data, w->data, wt, b ? b->data : NULL, y->data);
+    }
     double *acc;
     TERN_TRY(conv_ref(c, &s, x, 0.0, w, NULL, &acc));
     int64_t P = s.g.out_size;
@@ -706,7 +754,7 @@ static tern_status *op_conv_transpose(op_ctx *c)
 }
 
 const op_def ops_conv[] = {
-    {"", "Conv", 1, 17, op_conv},
+    {"", "Conv", 1, 17, op_conv, conv_prepare},
     {"", "ConvTranspose", 1, 17, op_conv_transpose},
     {"", "ConvInteger", 10, 17, op_conv_integer},
     {"", "QLinearConv", 10, 17, op_qlinear_conv},

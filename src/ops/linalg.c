@@ -8,6 +8,10 @@
  * from the result, leading "batch" dimensions broadcast. mm_plan turns that
  * into (m, n, k), a batch count and the element offset of each batch item's
  * A and B matrix, which every MatMul-shaped kernel here then loops over.
+ *
+ * When B is a float32 2-D initializer (the weights of a layer), MatMul and
+ * Gemm pack it once at load (mm_prepare) into SGEMM's packed-B layout;
+ * each run then packs only A.
  */
 #include <math.h>
 #include <string.h>
@@ -100,10 +104,11 @@ static void mm_f32_small_range(void *arg, int64_t begin, int64_t end)
               j->b + p->b_off[t], j->b_rs, j->b_cs, j->beta, j->y + t * p->m * p->n, p->n, NULL);
 }
 
-/* Y[t] = alpha * A[t] B[t] + beta * Y[t] for every batch item. */
+/* Y[t] = alpha * A[t] B[t] + beta * Y[t] for every batch item. pb, if not
+ * NULL, is B packed by mm_prepare (B is then one matrix for every item). */
 static tern_status *mm_f32(op_ctx *c, const mm_plan *p, const float *a, int64_t a_rs, int64_t a_cs,
-                           const float *b, int64_t b_rs, int64_t b_cs, float alpha, float beta,
-                           float *y)
+                           const float *b, int64_t b_rs, int64_t b_cs, const float *pb, float alpha,
+                           float beta, float *y)
 {
     mm_f32_job j = {p, a, b, y, a_rs, a_cs, b_rs, b_cs, alpha, beta};
     if (p->batch == 0 || p->m == 0 || p->n == 0) return NULL;
@@ -112,6 +117,14 @@ static tern_status *mm_f32(op_ctx *c, const mm_plan *p, const float *a, int64_t 
         m *= p->batch; /* stack the batch into rows */
     else if (p->batch > 1 && sgemm_is_small(p->m, p->n, p->k)) {
         tpool_for(c->pool, p->batch, 1, mm_f32_small_range, &j);
+        return NULL;
+    }
+    if (pb && m == p->m * p->batch && !sgemm_is_small(m, p->n, p->k)) { /* one GEMM for all */
+        float *pa;
+        TERN_TRY(op_scratch(c, sgemm_pa_floats(m, p->k) * sizeof(float), (void **)&pa));
+        sgemm_pack_a(c->pool, m, p->k, a, a_rs, a_cs, pa);
+        sgemm_out o = {y, p->n, false, NULL};
+        sgemm_prepacked(c->pool, m, p->n, p->k, alpha, pa, pb, beta, &o);
         return NULL;
     }
     float *work = NULL;
@@ -183,6 +196,54 @@ static tern_status *check_pair(op_ctx *c, const tern_tensor *a, const tern_tenso
     return NULL;
 }
 
+/* ---- B packed at load ------------------------------------------------------ */
+
+/* The state of a MatMul or Gemm whose B is a float32 2-D initializer. It
+ * holds for the tensor it was packed from only: an initializer that is also
+ * a graph input may be replaced by the caller's value. */
+typedef struct mm_prepared {
+    const tern_tensor *b;
+    const float *pb; /* sgemm_pack_b_all of B as [k x n] */
+} mm_prepared;
+
+/* Packs input 1 (B, transposed if trans) when it is a constant float32
+ * matrix; anything else is left to the general path. */
+static tern_status *mm_prepare(op_prep *p, bool trans, const void **state)
+{
+    const tern_tensor *b = p->n_in > 1 ? p->in[1] : NULL;
+    if (!b || b->kind != TENSOR_DENSE || b->dtype != TERN_FLOAT || b->rank != 2) return NULL;
+    int64_t k = b->dims[trans ? 1 : 0], n = b->dims[trans ? 0 : 1];
+    if (k == 0 || n == 0) return NULL;
+    mm_prepared *s = op_prep_alloc(p, sizeof *s);
+    float *pb = op_prep_alloc(p, sgemm_pb_all_floats(n, k) * sizeof(float));
+    if (!s || !pb) return tern_error(TERN_ERR_NO_MEMORY, "out of memory packing B");
+    sgemm_view v = {b->data, trans ? 1 : n, trans ? k : 1};
+    sgemm_pack_b_all(n, k, sgemm_pack_view, &v, pb);
+    *s = (mm_prepared){b, pb};
+    *state = s;
+    return NULL;
+}
+
+static tern_status *matmul_prepare(op_prep *p, const void **state)
+{
+    return mm_prepare(p, false, state);
+}
+
+static tern_status *gemm_prepare(op_prep *p, const void **state)
+{
+    op_ctx attrs = {.node = p->node, .opset = p->opset}; /* for op_attr_int */
+    return mm_prepare(p, op_attr_int(&attrs, "transB", 0) != 0, state);
+}
+
+/* The packed B of c's state if it applies to this run's B, else NULL. */
+static const float *mm_packed_b(const op_ctx *c)
+{
+    const mm_prepared *s = c->state;
+    return s && s->b == c->in[1] ? s->pb : NULL;
+}
+
+/* ---- MatMul ---------------------------------------------------------------- */
+
 static tern_status *op_matmul(op_ctx *c)
 {
     TERN_TRY(op_need_input(c, 0));
@@ -194,7 +255,7 @@ static tern_status *op_matmul(op_ctx *c)
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, a->dtype, p.rank, p.dims, &y));
     if (a->dtype == TERN_FLOAT)
-        return mm_f32(c, &p, a->data, p.k, 1, b->data, p.n, 1, 1.0f, 0.0f, y->data);
+        return mm_f32(c, &p, a->data, p.k, 1, b->data, p.n, 1, mm_packed_b(c), 1.0f, 0.0f, y->data);
     mm_generic(&p, a, p.k, 1, b, p.n, 1, 1.0, 0.0, y);
     return NULL;
 }
@@ -253,7 +314,8 @@ static tern_status *op_gemm(op_ctx *c)
     }
     int64_t a_rs = ta ? 1 : p.k, a_cs = ta ? p.m : 1, b_rs = tb ? 1 : p.n, b_cs = tb ? p.k : 1;
     if (a->dtype == TERN_FLOAT)
-        return mm_f32(c, &p, a->data, a_rs, a_cs, b->data, b_rs, b_cs, alpha, beta, y->data);
+        return mm_f32(c, &p, a->data, a_rs, a_cs, b->data, b_rs, b_cs, mm_packed_b(c), alpha, beta,
+                      y->data);
     mm_generic(&p, a, a_rs, a_cs, b, b_rs, b_cs, alpha, beta, y);
     return NULL;
 }
@@ -413,8 +475,8 @@ static tern_status *op_det(op_ctx *c)
 }
 
 const op_def ops_linalg[] = {
-    {"", "MatMul", 1, 17, op_matmul},
-    {"", "Gemm", 1, 17, op_gemm},
+    {"", "MatMul", 1, 17, op_matmul, matmul_prepare},
+    {"", "Gemm", 1, 17, op_gemm, gemm_prepare},
     {"", "MatMulInteger", 10, 17, op_matmul_integer},
     {"", "QLinearMatMul", 10, 17, op_qlinear_matmul},
     {"", "Einsum", 12, 17, linalg_einsum},

@@ -12,6 +12,9 @@
  * accumulate. A is packed once for the whole call by the caller
  * (sgemm_pack_a), in k-blocks of MR-row panels with every element repeated
  * LANES times, so block (k0, i0) starts at pa + (k0*Mp + i0*kc) * LANES.
+ *
+ * A B packed ahead of time (sgemm_pack_b_all, for weights) is one
+ * superblock of all n columns; sgemm_prepacked runs phase 2 on it alone.
  */
 #include "ops/linalg_gemm.h"
 
@@ -170,23 +173,18 @@ static inline void micro_kernel(int64_t kc, const float *restrict a, const float
 
 /* ---- driver ------------------------------------------------------------- */
 
-typedef struct gemm_job {
-    int64_t m, k, mp;
-    int64_t n0, ns, nsp; /* current superblock: first column, width, width rounded to NR */
-    int64_t mc, mtiles;  /* row tile height and count */
-    float alpha, beta;
-    sgemm_out out;
-    const float *pa;
-    float *pb;
+typedef struct pack_b_job {
+    int64_t k, n0, ns, nsp; /* superblock: first column, width, width rounded to NR */
     sgemm_pack_fn pack_b;
     const void *b_ctx;
-} gemm_job;
+    float *pb;
+} pack_b_job;
 
 #define PACK_GROUP 16 /* NR-column panels per packing item */
 
 static void pack_b_range(void *arg, int64_t begin, int64_t end)
 {
-    const gemm_job *j = arg;
+    const pack_b_job *j = arg;
     int64_t groups = (j->nsp / NR + PACK_GROUP - 1) / PACK_GROUP;
     for (int64_t it = begin; it < end; it++) {
         int64_t k0 = it / groups * KC, c0 = it % groups * PACK_GROUP * NR;
@@ -194,6 +192,23 @@ static void pack_b_range(void *arg, int64_t begin, int64_t end)
         j->pack_b(j->b_ctx, k0, kc, j->n0 + c0, nc, j->pb + k0 * j->nsp + c0 * kc);
     }
 }
+
+/* Packs columns [n0, n0+ns) of B into pb, k-block k0 at pb + k0*nsp. */
+static void pack_superblock(tpool *pool, pack_b_job *j)
+{
+    int64_t kblocks = (j->k + KC - 1) / KC;
+    int64_t groups = (j->nsp / NR + PACK_GROUP - 1) / PACK_GROUP;
+    tpool_for(pool, kblocks * groups, 1, pack_b_range, j);
+}
+
+typedef struct gemm_job {
+    int64_t m, k, mp;
+    int64_t n0, ns, nsp; /* current superblock, as in pack_b_job */
+    int64_t mc, mtiles;  /* row tile height and count */
+    float alpha, beta;
+    sgemm_out out;
+    const float *pa, *pb;
+} gemm_job;
 
 static void compute_range(void *arg, int64_t begin, int64_t end)
 {
@@ -223,26 +238,37 @@ static void compute_range(void *arg, int64_t begin, int64_t end)
     }
 }
 
-/* C = beta * C + bias when there is nothing to multiply (k == 0). */
-static void scale_c(int64_t m, int64_t n, float beta, const sgemm_out *o)
+/* Phase 2 for the superblock j describes, its B packed at j->pb. */
+static void compute_superblock(tpool *pool, gemm_job *j)
 {
+    /* Shrink the row tile until every thread has a few tiles to take. */
+    int64_t ntiles = (j->ns + NC - 1) / NC;
+    j->mc = 128;
+    while (j->mc > MR && ntiles * ((j->m + j->mc - 1) / j->mc) < 4 * tpool_threads(pool))
+        j->mc /= 2;
+    j->mtiles = (j->m + j->mc - 1) / j->mc;
+    tpool_for(pool, ntiles * j->mtiles, 1, compute_range, j);
+}
+
+/* Empty products: C = beta * C + bias when k == 0. True if nothing is left. */
+static bool gemm_trivial(int64_t m, int64_t n, int64_t k, float beta, const sgemm_out *o)
+{
+    if (m <= 0 || n <= 0) return true;
+    if (k > 0) return false;
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) {
             float *p = o->c + (o->trans ? j * o->ldc + i : i * o->ldc + j);
             float b = o->bias ? o->bias[o->trans ? j : i] : 0.0f;
             *p = (beta == 0.0f ? 0.0f : beta * *p) + b;
         }
+    return true;
 }
 
 void sgemm_packed(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, const float *pa,
                   sgemm_pack_fn pack_b, const void *b_ctx, float beta, const sgemm_out *out,
                   float *pb)
 {
-    if (m <= 0 || n <= 0) return;
-    if (k <= 0) {
-        scale_c(m, n, beta, out);
-        return;
-    }
+    if (gemm_trivial(m, n, k, beta, out)) return;
     gemm_job j = {.m = m,
                   .k = k,
                   .mp = round_up(m, MR),
@@ -250,25 +276,44 @@ void sgemm_packed(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, con
                   .beta = beta,
                   .out = *out,
                   .pa = pa,
-                  .pb = pb,
-                  .pack_b = pack_b,
-                  .b_ctx = b_ctx};
+                  .pb = pb};
+    pack_b_job pj = {.k = k, .pack_b = pack_b, .b_ctx = b_ctx, .pb = pb};
     int64_t ns_max = superblock_cols(n, k);
-    int threads = tpool_threads(pool);
     for (j.n0 = 0; j.n0 < n; j.n0 += ns_max) {
-        j.ns = min64(ns_max, n - j.n0);
-        j.nsp = round_up(j.ns, NR);
-        int64_t kblocks = (k + KC - 1) / KC;
-        int64_t groups = (j.nsp / NR + PACK_GROUP - 1) / PACK_GROUP;
-        tpool_for(pool, kblocks * groups, 1, pack_b_range, &j);
-
-        /* Shrink the row tile until every thread has a few tiles to take. */
-        int64_t ntiles = (j.ns + NC - 1) / NC;
-        j.mc = 128;
-        while (j.mc > MR && ntiles * ((m + j.mc - 1) / j.mc) < 4 * threads) j.mc /= 2;
-        j.mtiles = (m + j.mc - 1) / j.mc;
-        tpool_for(pool, ntiles * j.mtiles, 1, compute_range, &j);
+        pj.n0 = j.n0;
+        pj.ns = j.ns = min64(ns_max, n - j.n0);
+        pj.nsp = j.nsp = round_up(j.ns, NR);
+        pack_superblock(pool, &pj);
+        compute_superblock(pool, &j);
     }
+}
+
+size_t sgemm_pb_all_floats(int64_t n, int64_t k)
+{
+    return (size_t)(round_up(n, NR) * k);
+}
+
+void sgemm_pack_b_all(int64_t n, int64_t k, sgemm_pack_fn pack_b, const void *b_ctx, float *pb)
+{
+    pack_b_job pj = {k, 0, n, round_up(n, NR), pack_b, b_ctx, pb};
+    if (n > 0 && k > 0) pack_superblock(NULL, &pj);
+}
+
+void sgemm_prepacked(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, const float *pa,
+                     const float *pb, float beta, const sgemm_out *out)
+{
+    if (gemm_trivial(m, n, k, beta, out)) return;
+    gemm_job j = {.m = m,
+                  .k = k,
+                  .mp = round_up(m, MR),
+                  .ns = n,
+                  .nsp = round_up(n, NR),
+                  .alpha = alpha,
+                  .beta = beta,
+                  .out = *out,
+                  .pa = pa,
+                  .pb = pb};
+    compute_superblock(pool, &j);
 }
 
 /* Direct loop for small products: C row by row, B rows streamed. */

@@ -76,6 +76,17 @@ void sgemm_packed(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, con
                   sgemm_pack_fn pack_b, const void *b_ctx, float beta, const sgemm_out *out,
                   float *pb);
 
+/* B packed ahead of time, for a B that does not change between calls
+ * (weights, packed when the model loads): all n columns in one superblock,
+ * k-block k0 at pb + k0 * round_up(n, SGEMM_NR) and laid out as pack_b
+ * writes it. Nothing in it depends on m. */
+size_t sgemm_pb_all_floats(int64_t n, int64_t k);
+void sgemm_pack_b_all(int64_t n, int64_t k, sgemm_pack_fn pack_b, const void *b_ctx, float *pb);
+
+/* sgemm_packed with B already packed by sgemm_pack_b_all. */
+void sgemm_prepacked(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, const float *pa,
+                     const float *pb, float beta, const sgemm_out *out);
+
 /* Below this many multiply-adds sgemm() runs a direct loop: it then needs
  * no workspace and may run on any thread with pool == NULL. */
 #define SGEMM_SMALL_FLOPS (16 * 1024)
