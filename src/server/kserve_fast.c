@@ -223,7 +223,7 @@ typedef struct decimal {
     bool neg, exact;
 } decimal;
 
-static decimal parse_decimal(const char *s, size_t n)
+static decimal parse_decimal(const char *s, size_t n, size_t *used)
 {
     decimal d = {0, 0, 0, s[0] == '-', true};
     size_t i = d.neg;
@@ -255,6 +255,7 @@ static decimal parse_decimal(const char *s, size_t n)
             if (e < 100000) e = e * 10 + (s[i] - '0');
         d.exp10 += eneg ? -e : e;
     }
+    *used = i;
     return d;
 }
 
@@ -270,9 +271,10 @@ static double strtod_token(const char *s, size_t n)
 /* A strict JSON number as a correctly rounded double: Clinger's fast path
  * (at most 15 digits and a power of ten up to 22, both exact in double, so
  * one rounding) or strtod. */
-static double parse_double(const char *s, size_t n)
+static double parse_double(const char *s, size_t n, size_t *used)
 {
-    decimal d = parse_decimal(s, n);
+    decimal d = parse_decimal(s, n, used);
+    n = *used;
     if (d.exact && d.digits <= 15 && d.exp10 >= -22 && d.exp10 <= 22) {
         double v = (double)d.m;
         v = d.exp10 < 0 ? v / pow10_exact[-d.exp10] : v * pow10_exact[d.exp10];
@@ -288,21 +290,36 @@ static double parse_double(const char *s, size_t n)
  * double ulp (2^-64 relative). Rounding that to float gives the same float
  * as strtod-then-float unless the value lies within a few double ulps of a
  * float rounding midpoint; only those rare numbers go to strtod. */
-static float parse_float(const char *s, size_t n)
+static float parse_float(const char *s, size_t n, size_t *used)
 {
+    /* 10^k exact for k <= 27; 10^-k rounded (relative error 2^-65), which
+     * the midpoint margin below covers */
     static const long double p10[] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,
                                       1e7L,  1e8L,  1e9L,  1e10L, 1e11L, 1e12L, 1e13L,
                                       1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L,
                                       1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
-    decimal d = parse_decimal(s, n);
-    if (d.exact && d.exp10 >= -27 && d.exp10 <= 27) {
+    static const long double m10[] = {
+        1e-0L,  1e-1L,  1e-2L,  1e-3L,  1e-4L,  1e-5L,  1e-6L,  1e-7L,  1e-8L,  1e-9L,
+        1e-10L, 1e-11L, 1e-12L, 1e-13L, 1e-14L, 1e-15L, 1e-16L, 1e-17L, 1e-18L, 1e-19L,
+        1e-20L, 1e-21L, 1e-22L, 1e-23L, 1e-24L, 1e-25L, 1e-26L, 1e-27L, 1e-28L, 1e-29L,
+        1e-30L, 1e-31L, 1e-32L, 1e-33L, 1e-34L, 1e-35L, 1e-36L, 1e-37L, 1e-38L, 1e-39L,
+        1e-40L, 1e-41L, 1e-42L, 1e-43L, 1e-44L, 1e-45L, 1e-46L, 1e-47L, 1e-48L, 1e-49L,
+        1e-50L, 1e-51L, 1e-52L, 1e-53L, 1e-54L, 1e-55L, 1e-56L, 1e-57L, 1e-58L, 1e-59L};
+    decimal d = parse_decimal(s, n, used);
+    n = *used;
+    if (d.exact && d.exp10 >= -59 && d.exp10 <= 27) {
         if (d.m == 0) return d.neg ? -0.0f : 0.0f;
-        long double x = (long double)d.m;
-        x = d.exp10 < 0 ? x / p10[-d.exp10] : x * p10[d.exp10];
+        long double x = (long double)d.m * (d.exp10 < 0 ? m10[-d.exp10] : p10[d.exp10]);
         if (x >= (long double)FLT_MIN && x <= (long double)FLT_MAX) {
             float f = (float)x;
-            long double up = nextafterf(f, INFINITY), down = nextafterf(f, 0.0f);
-            long double mid_up = ((long double)f + up) / 2, mid_down = ((long double)f + down) / 2;
+            uint32_t b;
+            memcpy(&b, &f, 4);
+            /* neighbours of a positive normal float: the bits one up and down */
+            uint32_t bu = b + 1, bd = b - 1;
+            float fu, fd;
+            memcpy(&fu, &bu, 4);
+            memcpy(&fd, &bd, 4);
+            long double mid_up = ((long double)f + fu) / 2, mid_down = ((long double)f + fd) / 2;
             long double margin = x * 0x1p-50L;
             if (fabsl(x - mid_up) > margin && fabsl(x - mid_down) > margin) return d.neg ? -f : f;
         }
@@ -338,24 +355,24 @@ bool kfast_convert(const kfast_list *l, tern_dtype dt, void *dst)
     const char *s = l->text;
     size_t n = l->len, i = skip_ws(s, 1, n);
     for (int64_t k = 0; k < l->count; k++) {
-        size_t len = number_len(s, i, n);
+        size_t len = 0;
         const char *tok = s + i;
         switch (dt) {
         case TERN_FLOAT: {
-            float v = parse_float(tok, len);
+            float v = parse_float(tok, n - i, &len);
             if (!isfinite(v)) return false; /* overflow: the full path words the error */
             ((float *)dst)[k] = v;
             break;
         }
         case TERN_DOUBLE: {
-            double v = parse_double(tok, len);
+            double v = parse_double(tok, n - i, &len);
             if (!isfinite(v)) return false;
             ((double *)dst)[k] = v;
             break;
         }
         case TERN_FLOAT16:
         case TERN_BFLOAT16: {
-            double v = parse_double(tok, len);
+            double v = parse_double(tok, n - i, &len);
             if (!isfinite(v)) return false;
             uint16_t h = dt == TERN_FLOAT16 ? f32_to_f16((float)v) : f32_to_bf16((float)v);
             if ((dt == TERN_FLOAT16 && (h & 0x7c00) == 0x7c00) ||
@@ -372,6 +389,7 @@ bool kfast_convert(const kfast_list *l, tern_dtype dt, void *dst)
         case TERN_UINT16:
         case TERN_UINT32: {
             int64_t v;
+            len = number_len(s, i, n);
             if (!parse_int(tok, len, &v)) return false;
             int64_t lo = 0, hi = 0;
             switch (dt) {
