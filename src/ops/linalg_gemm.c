@@ -7,14 +7,19 @@
  *     for each k-block of SGEMM_KC
  *       for each MR-row panel of A      (KC x MR panel, 16 KB, stays in L1)
  *         for each NR-column panel of B (the tile's B block stays in L2)
- *           micro-kernel on an MR x NR tile
+ *           micro-kernel on an MR x NR tile, or rows_kernel on the
+ *           h x NR tile of a last panel of h < MR rows
  * The first k-block applies beta (and the bias) to C, the others
  * accumulate. A is packed once for the whole call by the caller
  * (sgemm_pack_a), in k-blocks of MR-row panels with every element repeated
- * LANES times, so block (k0, i0) starts at pa + (k0*Mp + i0*kc) * LANES.
+ * LANES times, so block (k0, i0) starts at pa + (k0*Mp + i0*kc) * LANES;
+ * a last panel of h < MR rows holds those h rows only.
  *
  * A B packed ahead of time (sgemm_pack_b_all, for weights) is one
  * superblock of all n columns; sgemm_prepacked runs phase 2 on it alone.
+ * At batch 1 (m < MR) that is a matrix-vector product over the packed
+ * weights, all of it in rows_kernel. Without packed B, sgemm() runs such an
+ * m as a direct loop instead: packing B would cost as much as the product.
  */
 #include "ops/linalg_gemm.h"
 
@@ -55,6 +60,7 @@ size_t sgemm_pb_floats(int64_t n, int64_t k)
 
 size_t sgemm_work_floats(int64_t m, int64_t n, int64_t k)
 {
+    if (m < MR) return 0; /* sgemm() packs nothing then */
     return sgemm_pa_floats(m, k) + sgemm_pb_floats(n, k);
 }
 
@@ -96,8 +102,10 @@ typedef struct pack_a_job {
     float *pa;
 } pack_a_job;
 
-/* Items are (k-block, row panel) pairs. Element (i, k) of a panel goes to
- * dst[(k*MR + i)*LANES + l] for every lane l. */
+/* Items are (k-block, row panel) pairs. Element (i, k) of a panel of h
+ * rows goes to dst[(k*h + i)*LANES + l] for every lane l: h is MR but for
+ * the last panel of an m not a multiple of MR, which rows_kernel reads
+ * without padding. */
 static void pack_a_range(void *arg, int64_t begin, int64_t end)
 {
     const pack_a_job *j = arg;
@@ -107,10 +115,10 @@ static void pack_a_range(void *arg, int64_t begin, int64_t end)
         int64_t kc = min64(KC, j->k - k0), h = min64(MR, j->m - i0);
         float *dst = j->pa + (k0 * j->mp + i0 * kc) * LANES;
         const float *src = j->a + i0 * j->rs + k0 * j->cs;
-        for (int i = 0; i < MR; i++)
+        for (int i = 0; i < h; i++)
             for (int64_t k = 0; k < kc; k++) {
-                float v = i < h ? src[i * j->rs + k * j->cs] : 0.0f;
-                for (int l = 0; l < LANES; l++) dst[(k * MR + i) * LANES + l] = v;
+                float v = src[i * j->rs + k * j->cs];
+                for (int l = 0; l < LANES; l++) dst[(k * h + i) * LANES + l] = v;
             }
     }
 }
@@ -123,18 +131,44 @@ void sgemm_pack_a(tpool *pool, int64_t m, int64_t k, const float *a, int64_t rs,
     tpool_for(pool, items, 16, pack_a_range, &j);
 }
 
-/* ---- micro-kernel ------------------------------------------------------- */
+/* ---- micro-kernels ------------------------------------------------------ */
 
-/* C tile (h x w valid of MR x NR) = alpha * A panel * B panel + beta * C
- * (+ bias_i[i] on row i or bias_j[j] on column j), C element (i, j) at
- * c[i*rs + j*cs]. acc[i][v][l] is row i, column v*LANES + l: each [i][v] row
- * of LANES floats maps onto one xmm register, which gcc keeps in registers
- * across the loop. The lane loop runs downwards on purpose: gcc 12 then
- * emits the vector loads in order; written upwards it reverses every operand
- * with a shuffle. */
+/* C tile (h x w valid) = alpha * acc + beta * C (+ bias_i[i] on row i or
+ * bias_j[j] on column j), acc (i, j) at acc[i*NR + j], C element (i, j) at
+ * c[i*rs + j*cs]. */
+static inline void store_tile(const float *acc, float *restrict c, int64_t rs, int64_t cs, int h,
+                              int w, float alpha, float beta, const float *bias_i,
+                              const float *bias_j)
+{
+    if (w == NR && cs == 1 && !bias_j) {
+        for (int i = 0; i < h; i++) {
+            float *cr = c + i * rs, bi = bias_i ? bias_i[i] : 0.0f;
+            for (int j = 0; j < NR; j++) {
+                float x = alpha * acc[i * NR + j] + bi;
+                cr[j] = beta == 0.0f ? x : x + beta * cr[j];
+            }
+        }
+        return;
+    }
+    for (int j = 0; j < w; j++)
+        for (int i = 0; i < h; i++) {
+            float x = alpha * acc[i * NR + j];
+            if (bias_i) x += bias_i[i];
+            if (bias_j) x += bias_j[j];
+            float *p = c + i * rs + j * cs;
+            *p = beta == 0.0f ? x : x + beta * *p;
+        }
+}
+
+/* C tile (MR x w valid of MR x NR) = alpha * A panel * B panel + beta * C
+ * (+ bias), as store_tile. acc[i][v][l] is row i, column v*LANES + l: each
+ * [i][v] row of LANES floats maps onto one xmm register, which gcc keeps in
+ * registers across the loop. The lane loop runs downwards on purpose: gcc 12
+ * then emits the vector loads in order; written upwards it reverses every
+ * operand with a shuffle. */
 static inline void micro_kernel(int64_t kc, const float *restrict a, const float *restrict b,
-                                float *restrict c, int64_t rs, int64_t cs, int h, int w,
-                                float alpha, float beta, const float *bias_i, const float *bias_j)
+                                float *restrict c, int64_t rs, int64_t cs, int w, float alpha,
+                                float beta, const float *bias_i, const float *bias_j)
 {
     enum { NV = NR / LANES };
     float acc[MR][NV][LANES];
@@ -150,25 +184,74 @@ static inline void micro_kernel(int64_t kc, const float *restrict a, const float
         a += MR * LANES;
         b += NR;
     }
-    if (h == MR && w == NR && cs == 1 && !bias_j) {
-        for (int i = 0; i < MR; i++) {
-            float *cr = c + i * rs, bi = bias_i ? bias_i[i] : 0.0f;
-            for (int v = 0; v < NV; v++)
-                for (int l = 0; l < LANES; l++) {
-                    float x = alpha * acc[i][v][l] + bi;
-                    cr[v * LANES + l] = beta == 0.0f ? x : x + beta * cr[v * LANES + l];
-                }
-        }
-        return;
+    store_tile(&acc[0][0][0], c, rs, cs, MR, w, alpha, beta, bias_i, bias_j);
+}
+
+/* micro_kernel for a last panel of A of h < MR rows (at batch 1, all of A):
+ * it computes those h rows only, where micro_kernel would do MR/h times the
+ * work. The panel holds its h rows only, element (i, k) at
+ * a[(k*h + i)*LANES + l] (pack_a_range). One row alone has two sums in
+ * flight, too few to hide the latency of addps, so its k loop is dealt
+ * round-robin to s = 2 sets of accumulators, added up at the end (an odd
+ * last step goes to a third, rest). Two rows gain nothing from it: their
+ * extra registers spill. This is a shape gcc 12 vectorises cleanly: an A
+ * element read as a scalar to broadcast, or several B panels per step, make
+ * it vectorise along k with shuffles instead. As in micro_kernel the lane
+ * loop runs downwards. h is a constant at each call (always_inline), so
+ * each h compiles to its own loop. */
+static inline __attribute__((always_inline)) void
+rows_kernel(int h, int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
+            int64_t rs, int64_t cs, int w, float alpha, float beta, const float *bias_i,
+            const float *bias_j)
+{
+    enum { NV = NR / LANES };
+    const int s = h == 1 ? 2 : 1;
+    float acc[2][MR - 1][NV][LANES], rest[MR - 1][NV][LANES], sum[MR - 1][NR];
+    for (int i = 0; i < h; i++)
+        for (int v = 0; v < NV; v++)
+            for (int l = 0; l < LANES; l++) {
+                for (int t = 0; t < s; t++) acc[t][i][v][l] = 0.0f;
+                rest[i][v][l] = 0.0f;
+            }
+    int64_t k = 0;
+#pragma GCC unroll 2
+    for (; k + s <= kc; k += s) {
+        for (int t = 0; t < s; t++)
+            for (int i = 0; i < h; i++)
+                for (int v = 0; v < NV; v++)
+                    for (int l = LANES - 1; l >= 0; l--)
+                        acc[t][i][v][l] += a[(t * h + i) * LANES + l] * b[t * NR + v * LANES + l];
+        a += s * h * LANES;
+        b += s * NR;
     }
-    for (int j = 0; j < w; j++)
-        for (int i = 0; i < h; i++) {
-            float x = alpha * acc[i][j / LANES][j % LANES];
-            if (bias_i) x += bias_i[i];
-            if (bias_j) x += bias_j[j];
-            float *p = c + i * rs + j * cs;
-            *p = beta == 0.0f ? x : x + beta * *p;
-        }
+    for (; k < kc; k++) {
+        for (int i = 0; i < h; i++)
+            for (int v = 0; v < NV; v++)
+                for (int l = 0; l < LANES; l++)
+                    rest[i][v][l] += a[i * LANES + l] * b[v * LANES + l];
+        a += h * LANES;
+        b += NR;
+    }
+    for (int i = 0; i < h; i++)
+        for (int v = 0; v < NV; v++)
+            for (int l = 0; l < LANES; l++) {
+                float x = rest[i][v][l];
+                for (int t = 0; t < s; t++) x += acc[t][i][v][l];
+                sum[i][v * LANES + l] = x;
+            }
+    store_tile(&sum[0][0], c, rs, cs, h, w, alpha, beta, bias_i, bias_j);
+}
+
+/* rows_kernel for a run-time h in [1, MR). */
+static void rows_tile(int h, int64_t kc, const float *a, const float *b, float *c, int64_t rs,
+                      int64_t cs, int w, float alpha, float beta, const float *bias_i,
+                      const float *bias_j)
+{
+    switch (h) {
+    case 1: rows_kernel(1, kc, a, b, c, rs, cs, w, alpha, beta, bias_i, bias_j); break;
+    case 2: rows_kernel(2, kc, a, b, c, rs, cs, w, alpha, beta, bias_i, bias_j); break;
+    default: rows_kernel(3, kc, a, b, c, rs, cs, w, alpha, beta, bias_i, bias_j);
+    }
 }
 
 /* ---- driver ------------------------------------------------------------- */
@@ -228,10 +311,14 @@ static void compute_range(void *arg, int64_t begin, int64_t end)
                 int h = (int)min64(MR, i1 - ic);
                 for (int64_t jc = c0; jc < c1; jc += NR) {
                     int64_t col = j->n0 + jc;
-                    micro_kernel(kc, ap, pb + jc * kc, o->c + ic * rs + col * cs, rs, cs, h,
-                                 (int)min64(NR, c1 - jc), j->alpha, beta,
-                                 bias && !o->trans ? bias + ic : NULL,
-                                 bias && o->trans ? bias + col : NULL);
+                    float *c = o->c + ic * rs + col * cs;
+                    int w = (int)min64(NR, c1 - jc);
+                    const float *bi = bias && !o->trans ? bias + ic : NULL;
+                    const float *bj = bias && o->trans ? bias + col : NULL;
+                    if (h == MR)
+                        micro_kernel(kc, ap, pb + jc * kc, c, rs, cs, w, j->alpha, beta, bi, bj);
+                    else
+                        rows_tile(h, kc, ap, pb + jc * kc, c, rs, cs, w, j->alpha, beta, bi, bj);
                 }
             }
         }
@@ -316,13 +403,35 @@ void sgemm_prepacked(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, 
     compute_superblock(pool, &j);
 }
 
-/* Direct loop for small products: C row by row, B rows streamed. */
+/* sum of x[p] * y[p] over p < k, in 2*LANES partial sums that gcc keeps in
+ * two registers (it does not reorder a float sum by itself). */
+static float dot(const float *x, const float *y, int64_t k)
+{
+    float s[2 * LANES] = {0};
+    int64_t p = 0;
+    for (; p + 2 * LANES <= k; p += 2 * LANES)
+        for (int l = 0; l < 2 * LANES; l++) s[l] += x[p + l] * y[p + l];
+    float t = 0.0f;
+    for (int l = 0; l < 2 * LANES; l++) t += s[l];
+    for (; p < k; p++) t += x[p] * y[p];
+    return t;
+}
+
+/* Direct loop for small products: C row by row, B rows streamed, or one dot
+ * product per element when rows of A and columns of B are both contiguous. */
 static void sgemm_small(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t a_rs,
                         int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs, float beta,
                         float *c, int64_t ldc)
 {
     for (int64_t i = 0; i < m; i++) {
         float *cr = c + i * ldc;
+        if (a_cs == 1 && b_rs == 1) {
+            for (int64_t j = 0; j < n; j++) {
+                float x = alpha * dot(a + i * a_rs, b + j * b_cs, k);
+                cr[j] = beta == 0.0f ? x : x + beta * cr[j];
+            }
+            continue;
+        }
         for (int64_t j = 0; j < n; j++) cr[j] = beta == 0.0f ? 0.0f : beta * cr[j];
         for (int64_t p = 0; p < k; p++) {
             float av = alpha * a[i * a_rs + p * a_cs];
@@ -335,6 +444,30 @@ static void sgemm_small(int64_t m, int64_t n, int64_t k, float alpha, const floa
     }
 }
 
+/* Fewer than MR rows with B not packed ahead (at batch 1, a MatMul of two
+ * activations): packing B would cost as much as the whole product, so the
+ * direct loop runs, split over blocks of SMALL_NC columns (wide enough that
+ * each row of B is read in long runs). */
+typedef struct small_job {
+    int64_t m, n, k;
+    float alpha, beta;
+    const float *a, *b;
+    int64_t a_rs, a_cs, b_rs, b_cs;
+    float *c;
+    int64_t ldc;
+} small_job;
+
+#define SMALL_NC 256
+#define SMALL_TASK (64 * 1024) /* multiply-adds per task, at least */
+
+static void small_range(void *arg, int64_t begin, int64_t end)
+{
+    const small_job *j = arg;
+    int64_t c0 = begin * SMALL_NC, c1 = min64(end * SMALL_NC, j->n);
+    sgemm_small(j->m, c1 - c0, j->k, j->alpha, j->a, j->a_rs, j->a_cs, j->b + c0 * j->b_cs, j->b_rs,
+                j->b_cs, j->beta, j->c + c0, j->ldc);
+}
+
 void sgemm(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t a_rs,
            int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs, float beta, float *c,
            int64_t ldc, float *work)
@@ -342,6 +475,12 @@ void sgemm(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, const floa
     if (m <= 0 || n <= 0) return;
     if (sgemm_is_small(m, n, k)) {
         sgemm_small(m, n, k, alpha, a, a_rs, a_cs, b, b_rs, b_cs, beta, c, ldc);
+        return;
+    }
+    if (m < MR) {
+        small_job j = {m, n, k, alpha, beta, a, b, a_rs, a_cs, b_rs, b_cs, c, ldc};
+        int64_t items = (n + SMALL_NC - 1) / SMALL_NC;
+        tpool_for(pool, items, SMALL_TASK / (m * k * SMALL_NC) + 1, small_range, &j);
         return;
     }
     float *pa = work, *pb = work + sgemm_pa_floats(m, k);

@@ -16,7 +16,8 @@
  * per k from two 4-wide loads of B and four loads of A. For the latter to be
  * plain loads, packed A stores every element SGEMM_LANES times (a broadcast
  * done once at packing time instead of once per use). Packing and compute
- * are each split over the thread pool.
+ * are each split over the thread pool. A last panel of fewer than 4 rows
+ * (all of A at batch 1) runs a kernel that computes only its real rows.
  *
  * The caller owns all memory: sgemm_pa_floats()/sgemm_pb_floats() size the
  * two packing buffers (kernels take them from op_scratch once per call and
@@ -95,12 +96,14 @@ static inline int sgemm_is_small(int64_t m, int64_t n, int64_t k)
     return m * n * k <= SGEMM_SMALL_FLOPS || k == 0;
 }
 
-/* Workspace (floats) for sgemm(): packed A plus one B superblock. */
+/* Workspace (floats) for sgemm(): packed A plus one B superblock, none
+ * when m < SGEMM_MR (sgemm() then runs a direct loop). */
 size_t sgemm_work_floats(int64_t m, int64_t n, int64_t k);
 
 /* The whole operation on plain strided matrices: A (i, k) at a[i*a_rs + k*a_cs],
  * B (k, j) at b[k*b_rs + j*b_cs], C row-major with row stride ldc. Small
- * problems run a direct loop; others pack into work (sgemm_work_floats). */
+ * problems and m < SGEMM_MR run a direct loop (on the pool for the latter);
+ * others pack into work (sgemm_work_floats). */
 void sgemm(tpool *pool, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t a_rs,
            int64_t a_cs, const float *b, int64_t b_rs, int64_t b_cs, float beta, float *c,
            int64_t ldc, float *work);

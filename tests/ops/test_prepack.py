@@ -2,6 +2,7 @@
 initializers), as graph inputs, and as initializers overridden at run time,
 through `tern run`, against numpy. Sizes are large enough to take the
 prepacked paths, which the conformance data's small cases do not reach."""
+import itertools
 import os
 import subprocess
 import numpy as np
@@ -73,24 +74,39 @@ def test_prepacked_paths(tmp_path):
     A3, B3 = f32(5, 300), f32(300, 4001)
     run("mm_wide", [h.make_node("MatMul", ["A", "B"], ["Y"])], ["A"], {"B": B3}, ["Y"], {"A": A3}, A3 @ B3)
 
-    # Gemm: every transA/transB, alpha, beta with C.
-    for ta in (0, 1):
-        for tb in (0, 1):
-            m, k, n = 17, 530, 33
-            a = f32(k, m) if ta else f32(m, k)
-            b = f32(n, k) if tb else f32(k, n)
-            cc = f32(n)
-            ref = 0.5 * ((a.T if ta else a) @ (b.T if tb else b)) + 2.0 * cc
-            node = h.make_node("Gemm", ["A", "B", "C"], ["Y"], transA=ta, transB=tb, alpha=0.5, beta=2.0)
-            run(f"gemm_const_{ta}{tb}", [node], ["A"], {"B": b, "C": cc}, ["Y"], {"A": a}, ref)
-            run(f"gemm_input_{ta}{tb}", [node], ["A", "B"], {"C": cc}, ["Y"], {"A": a, "B": b}, ref)
+    # 1 to 3 rows (a batch of one), which skip the 4-row tiles, with B
+    # constant (packed at load) and as an input (not packed); the wide case
+    # is split over threads.
+    for m, k, n in [(1, 300, 70), (2, 300, 70), (3, 300, 70), (1, 1000, 700), (3, 600, 300)]:
+        Am, Bm = f32(m, k), f32(k, n)
+        run(f"mm_const_m{m}_{n}", [h.make_node("MatMul", ["A", "B"], ["Y"])], ["A"], {"B": Bm}, ["Y"], {"A": Am}, Am @ Bm)
+        run(f"mm_input_m{m}_{n}", [h.make_node("MatMul", ["A", "B"], ["Y"])], ["A", "B"], {}, ["Y"], {"A": Am, "B": Bm}, Am @ Bm)
+    A4 = f32(1, 3, 300)  # batch dims folding into 3 rows
+    run("mm_const_b1x3", [h.make_node("MatMul", ["A", "B"], ["Y"])], ["A"], {"B": B}, ["Y"], {"A": A4}, A4 @ B)
 
-    # Conv: deep layer (swapped order), shallow (normal), grouped, pointwise, batch 1 and 3.
+    # Gemm: every transA/transB, alpha, beta with C; 17 rows end in a
+    # 1-row tile, 1 to 3 rows are a batch of one.
+    for ta, tb, m in itertools.product((0, 1), (0, 1), (17, 1, 2, 3)):
+        k, n = 530, 33
+        a = f32(k, m) if ta else f32(m, k)
+        b = f32(n, k) if tb else f32(k, n)
+        cc = f32(n)
+        ref = 0.5 * ((a.T if ta else a) @ (b.T if tb else b)) + 2.0 * cc
+        node = h.make_node("Gemm", ["A", "B", "C"], ["Y"], transA=ta, transB=tb, alpha=0.5, beta=2.0)
+        run(f"gemm_const_{ta}{tb}_m{m}", [node], ["A"], {"B": b, "C": cc}, ["Y"], {"A": a}, ref)
+        run(f"gemm_input_{ta}{tb}_m{m}", [node], ["A", "B"], {"C": cc}, ["Y"], {"A": a, "B": b}, ref)
+
+    # Conv: deep layer (swapped order), shallow (normal), grouped, pointwise, batch 1 and 3;
+    # 1 to 3 output positions (swapped, rows of A fewer than a tile) and 6 output channels
+    # (normal, the bias on a 2-row tile). hw may be (height, width).
     cases = [("deep", 1, 128, 256, 3, 7, 1, 1, 1), ("deep_b3", 3, 128, 256, 3, 7, 1, 1, 1),
              ("shallow", 1, 8, 16, 3, 32, 1, 1, 1), ("grouped", 2, 64, 128, 3, 6, 4, 1, 1),
-             ("pointwise", 1, 96, 320, 1, 7, 1, 1, 0), ("strided_b8", 8, 64, 128, 3, 14, 2, 2, 1)]
+             ("pointwise", 1, 96, 320, 1, 7, 1, 1, 0), ("strided_b8", 8, 64, 128, 3, 14, 2, 2, 1),
+             ("p1", 1, 128, 256, 3, 3, 1, 1, 0), ("p2_b2", 2, 128, 256, 3, (3, 4), 1, 1, 0),
+             ("p3_grouped", 1, 128, 256, 3, (3, 5), 2, 1, 0), ("shallow_m6", 1, 8, 6, 3, 32, 1, 1, 1)]
     for name, n, c, m, k, hw, group, stride, pad in cases:
-        x, w, b = f32(n, c, hw, hw), f32(m, c // group, k, k), f32(m)
+        hh, ww = hw if isinstance(hw, tuple) else (hw, hw)
+        x, w, b = f32(n, c, hh, ww), f32(m, c // group, k, k), f32(m)
         node = h.make_node("Conv", ["X", "W", "Bias"], ["Y"], group=group, strides=[stride, stride],
                            pads=[pad] * 4, kernel_shape=[k, k])
         ref = conv_ref(x, w, b, group, stride, pad)
