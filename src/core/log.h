@@ -24,7 +24,11 @@ typedef struct log_field {
     int64_t i;
 } log_field;
 
-#define LOG_S(k, v) ((log_field){(k), (v) ? (v) : "", 0})
+static inline log_field log_s_(const char *k, const char *v)
+{
+    return (log_field){k, v ? v : "", 0};
+}
+#define LOG_S(k, v) log_s_((k), (v))
 #define LOG_I(k, v) ((log_field){(k), NULL, (int64_t)(v)})
 
 void log_write(log_level l, const char *msg, int n, const log_field *f);

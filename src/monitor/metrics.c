@@ -422,7 +422,13 @@ static bool read_proc_stat(double *cpu, double *start, double boot_time, double 
         return false;
     long tck = sysconf(_SC_CLK_TCK);
     if (tck <= 0) return false;
-    *cpu = (double)(utime + stime) / (double)tck;
+    /* the process CPU clock has nanosecond resolution; /proc's ticks are
+     * 10 ms, which reads 0 for a server that has just started */
+    struct timespec ts;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == 0)
+        *cpu = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    else
+        *cpu = (double)(utime + stime) / (double)tck;
     *start = boot_time > 0 ? boot_time + (double)starttime / (double)tck : fallback;
     return true;
 }

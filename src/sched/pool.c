@@ -15,7 +15,7 @@ struct sched_pool {
     pthread_cond_t cv;
     pool_job *head, *tail;
     int queued, nthreads;
-    bool stop;
+    bool stop, cancelled;
     pthread_t *threads;
 };
 
@@ -77,10 +77,31 @@ void pool_free(sched_pool *p)
     free(p);
 }
 
+void pool_cancel_queued(sched_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    pool_job *j = p->head;
+    p->head = p->tail = NULL;
+    p->queued = 0;
+    p->cancelled = true;
+    pthread_mutex_unlock(&p->mu);
+    while (j) {
+        pool_job *next = j->next;
+        j->next = NULL;
+        j->cancel(j);
+        j = next;
+    }
+}
+
 void pool_submit(sched_pool *p, pool_job *job)
 {
     job->next = NULL;
     pthread_mutex_lock(&p->mu);
+    if (p->cancelled) {
+        pthread_mutex_unlock(&p->mu);
+        job->cancel(job);
+        return;
+    }
     if (p->tail)
         p->tail->next = job;
     else

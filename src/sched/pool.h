@@ -11,6 +11,7 @@
 
 typedef struct pool_job {
     void (*run)(struct pool_job *job);
+    void (*cancel)(struct pool_job *job); /* instead of run, at a cancelled shutdown */
     struct pool_job *next;
 } pool_job;
 
@@ -20,6 +21,9 @@ typedef struct sched_pool sched_pool;
 sched_pool *pool_create(int threads);
 /* Runs every queued job, then joins the workers. */
 void pool_free(sched_pool *p);
+/* Calls cancel() (on this thread) for every job not yet started; the jobs
+ * under way finish. Later submissions are cancelled at once. */
+void pool_cancel_queued(sched_pool *p);
 void pool_submit(sched_pool *p, pool_job *job);
 /* Jobs queued but not started. */
 int pool_queued(sched_pool *p);

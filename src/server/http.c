@@ -24,6 +24,9 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -39,9 +42,25 @@
 #include "server/kserve.h"
 
 #define TERN_SERVER_VERSION "0.1.0"
+/* Body bytes read and dropped after the limit before the connection is cut. */
+#define DISCARD_ALLOWANCE ((size_t)16 << 20)
+
+/* Every open connection, so that a reaper can cut those whose headers do
+ * not arrive in time (MHD's own timeout is per inactivity, which a client
+ * trickling one byte at a time never triggers). */
+typedef struct conn_track {
+    struct conn_track *prev, *next;
+    MHD_socket fd;
+    double deadline; /* headers due by then; 0 while a request is being served */
+} conn_track;
 
 struct tern_server {
     const server_settings *cfg;
+    pthread_mutex_t conns_mu;
+    conn_track conns; /* list head */
+    pthread_t reaper;
+    bool reaper_started;
+    atomic_bool stopping;
     struct MHD_Daemon *mhd;
     model_store *store;
     sched_pool *pool;
@@ -69,6 +88,8 @@ typedef struct req {
     char *resp;
     size_t resp_len;
     long long resp_header_len;
+    const char *content_type; /* NULL: application/json */
+    size_t discarded;         /* body bytes dropped after the limit */
 } req;
 
 static double now_s(void)
@@ -120,7 +141,9 @@ static enum MHD_Result queue(req *r)
     if (!resp) return MHD_NO;
     bool binary = r->resp_header_len >= 0;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            binary ? "application/octet-stream" : "application/json");
+                            r->content_type ? r->content_type
+                            : binary        ? "application/octet-stream"
+                                            : "application/json");
     if (binary) {
         char n[32];
         snprintf(n, sizeof n, "%lld", r->resp_header_len);
@@ -215,6 +238,34 @@ static void infer_job(pool_job *job)
     MHD_resume_connection(r->conn);
 }
 
+/* At a shutdown whose drain timed out: answer without running. */
+static void infer_cancel(pool_job *job)
+{
+    req *r = (req *)job;
+    set_error(r, 503, "server is shutting down");
+    MHD_resume_connection(r->conn);
+}
+
+/* The request's inputs against the model's declared datatypes, in KServe
+ * names (the engine checks shapes and names again when it runs). */
+static bool check_datatypes(req *r)
+{
+    for (int i = 0; i < r->kr->n_inputs; i++)
+        for (int k = 0; k < version_input_count(r->v); k++) {
+            const tern_io_info *io = version_input(r->v, k);
+            if (strcmp(io->name, r->kr->input_names[i]) != 0) continue;
+            tern_dtype got = r->kr->inputs[i]->dtype;
+            if (io->dtype && got != io->dtype) {
+                char msg[512];
+                snprintf(msg, sizeof msg, "input '%s': datatype %s does not match the model's %s",
+                         io->name, kserve_dtype_name(got), kserve_dtype_name(io->dtype));
+                set_error(r, 400, msg);
+                return false;
+            }
+        }
+    return true;
+}
+
 static void handle_infer(req *r, const char *model, int64_t version)
 {
     tern_server *srv = r->srv;
@@ -256,7 +307,9 @@ static void handle_infer(req *r, const char *model, int64_t version)
             return;
         }
     }
+    if (!check_datatypes(r)) return;
     r->job.run = infer_job;
+    r->job.cancel = infer_cancel;
     r->t_queued = now_s();
     MHD_suspend_connection(r->conn);
     pool_submit(srv->pool, &r->job);
@@ -314,6 +367,7 @@ static void route(req *r, const char *method, const char *url)
         set_response(r, 200, NULL);
         r->resp = out;
         r->resp_len = len;
+        r->content_type = "text/plain; version=0.0.4; charset=utf-8";
         return;
     }
     if (n == 0 || strcmp(seg[0], "v2") != 0) {
@@ -398,7 +452,8 @@ static void route(req *r, const char *method, const char *url)
         }
         tern_status *st = NULL;
         if (!action && get) {
-            json_reply(r, store_metadata_json(srv->store, model, version, &st), st, 0);
+            char *j = store_metadata_json(srv->store, model, version, &st);
+            json_reply(r, j, st, 0);
         } else if (action && !strcmp(action, "ready") && get) {
             if (store_ready(srv->store, model, version)) {
                 set_response(r, 200, strdup("{\"ready\":true}"));
@@ -413,9 +468,11 @@ static void route(req *r, const char *method, const char *url)
                 }
             }
         } else if (action && !strcmp(action, "config") && get && k == 3) {
-            json_reply(r, store_config_json(srv->store, model, &st), st, 0);
+            char *j = store_config_json(srv->store, model, &st);
+            json_reply(r, j, st, 0);
         } else if (action && !strcmp(action, "stats") && get) {
-            json_reply(r, store_stats_json(srv->store, model, version, &st), st, 0);
+            char *j = store_stats_json(srv->store, model, version, &st);
+            json_reply(r, j, st, 0);
         } else if (action && !strcmp(action, "infer")) {
             if (!post)
                 set_error(r, 405, "infer takes POST");
@@ -448,9 +505,14 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         r->resp_header_len = -1;
         *con_cls = r;
         atomic_fetch_add(&srv->inflight, 1);
-        /* headers are in: from now on the idle timeout applies */
-        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
-                                  (unsigned)srv->cfg->idle_timeout_secs);
+        /* headers are in: no header deadline while the request is served */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        if (ci && ci->socket_context) {
+            pthread_mutex_lock(&srv->conns_mu);
+            ((conn_track *)ci->socket_context)->deadline = 0;
+            pthread_mutex_unlock(&srv->conns_mu);
+        }
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > (unsigned long long)srv->cfg->max_body_bytes) {
@@ -466,12 +528,23 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (r->too_large) return MHD_YES;
-        if (r->len + n > (size_t)srv->cfg->max_body_bytes) {
+        if (!r->too_large && r->len + n > (size_t)srv->cfg->max_body_bytes) {
             r->too_large = true;
             free(r->body);
             r->body = NULL;
             r->len = r->cap = 0;
+        }
+        if (r->too_large) {
+            /* read and drop the rest so the client can read the 413, but
+             * only so much: past that, answer now and close the connection */
+            r->discarded += n;
+            if (r->discarded > DISCARD_ALLOWANCE) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "request body is over the limit of %ld bytes",
+                         srv->cfg->max_body_bytes);
+                set_error(r, 413, msg);
+                return queue(r);
+            }
             return MHD_YES;
         }
         if (r->len + n + 1 > r->cap) {
@@ -506,9 +579,15 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                       enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     (void)toe;
     tern_server *srv = cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci && ci->socket_context) {
+        pthread_mutex_lock(&srv->conns_mu);
+        ((conn_track *)ci->socket_context)->deadline = now_s() + srv->cfg->idle_timeout_secs;
+        pthread_mutex_unlock(&srv->conns_mu);
+    }
     req *r = *con_cls;
     if (!r) return;
     *con_cls = NULL;
@@ -531,15 +610,65 @@ static void notify_conn(void *cls, struct MHD_Connection *conn, void **socket_ct
                         enum MHD_ConnectionNotificationCode code)
 {
     tern_server *srv = cls;
-    (void)socket_ctx;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         atomic_fetch_add(&srv->connections, 1);
-        /* until the headers are in, a stalled client gets the header timeout */
-        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
-                                  (unsigned)srv->cfg->header_timeout_secs);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_track *t = calloc(1, sizeof *t);
+        if (!t || !ci) {
+            free(t);
+            return;
+        }
+        t->fd = ci->connect_fd;
+        t->deadline = now_s() + srv->cfg->header_timeout_secs;
+        pthread_mutex_lock(&srv->conns_mu);
+        t->next = srv->conns.next;
+        t->prev = &srv->conns;
+        srv->conns.next->prev = t;
+        srv->conns.next = t;
+        pthread_mutex_unlock(&srv->conns_mu);
+        *socket_ctx = t;
     } else {
         atomic_fetch_sub(&srv->connections, 1);
+        conn_track *t = *socket_ctx;
+        if (!t) return;
+        /* under the lock: the reaper never touches an fd MHD is closing */
+        pthread_mutex_lock(&srv->conns_mu);
+        t->prev->next = t->next;
+        t->next->prev = t->prev;
+        pthread_mutex_unlock(&srv->conns_mu);
+        free(t);
+        *socket_ctx = NULL;
     }
+}
+
+static void *reaper(void *arg)
+{
+    tern_server *srv = arg;
+    while (!atomic_load(&srv->stopping)) {
+        usleep(200000);
+        double now = now_s();
+        pthread_mutex_lock(&srv->conns_mu);
+        for (conn_track *t = srv->conns.next; t != &srv->conns; t = t->next)
+            if (t->deadline > 0 && now > t->deadline) {
+                t->deadline = 0;
+                shutdown(t->fd, SHUT_RDWR); /* MHD sees the close and cleans up */
+            }
+        pthread_mutex_unlock(&srv->conns_mu);
+    }
+    return NULL;
+}
+
+/* MHD's own messages (malformed requests, closed peers) as debug log lines. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    if (log_get_level() > LOG_DEBUG) return;
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    size_t n = strlen(buf);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) buf[--n] = 0;
+    log_debug("http", LOG_S("detail", buf));
 }
 
 /* ---- start and stop ---------------------------------------------------- */
@@ -550,6 +679,8 @@ tern_status *server_start(const server_settings *cfg, tern_server **out)
     tern_server *srv = calloc(1, sizeof *srv);
     if (!srv) return tern_error(TERN_ERR_NO_MEMORY, "out of memory");
     srv->cfg = cfg;
+    pthread_mutex_init(&srv->conns_mu, NULL);
+    srv->conns.next = srv->conns.prev = &srv->conns;
     metrics_init();
     store_options so = {
         .repository = cfg->model_repository,
@@ -587,18 +718,19 @@ tern_status *server_start(const server_settings *cfg, tern_server **out)
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
-    srv->mhd =
-        MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, handler, srv, MHD_OPTION_SOCK_ADDR,
-                         &addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
-                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_secs,
-                         MHD_OPTION_NOTIFY_COMPLETED, completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
-                         notify_conn, srv, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+    srv->mhd = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, handler, srv, MHD_OPTION_SOCK_ADDR, &addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->idle_timeout_secs, MHD_OPTION_NOTIFY_COMPLETED, completed, srv,
+        MHD_OPTION_NOTIFY_CONNECTION, notify_conn, srv, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
     if (!srv->mhd) {
         server_free(srv, 0);
         return tern_error(TERN_ERR_IO, "cannot listen on %s:%ld (in use or not permitted)",
                           cfg->host, cfg->port);
     }
+    srv->reaper_started = pthread_create(&srv->reaper, NULL, reaper, srv) == 0;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : (int)cfg->port;
     *out = srv;
@@ -618,11 +750,13 @@ void server_free(tern_server *srv, int drain_secs)
         if (fd != MHD_INVALID_SOCKET) close(fd);
         double until = now_s() + drain_secs;
         while (atomic_load(&srv->inflight) > 0 && now_s() < until) usleep(10000);
-        if (atomic_load(&srv->inflight) > 0)
-            log_warn("drain timeout: stopping with requests in flight",
+        if (atomic_load(&srv->inflight) > 0) {
+            log_warn("drain timeout: answering queued requests with 503",
                      LOG_I("inflight", atomic_load(&srv->inflight)));
+            pool_cancel_queued(srv->pool);
+        }
     }
-    /* every queued job runs and resumes its connection before the daemon stops */
+    /* the runs under way finish and resume their connections */
     pool_free(srv->pool);
     srv->pool = NULL;
     if (srv->mhd) {
@@ -631,6 +765,9 @@ void server_free(tern_server *srv, int drain_secs)
         while (atomic_load(&srv->inflight) > 0 && now_s() < until) usleep(10000);
         MHD_stop_daemon(srv->mhd);
     }
+    atomic_store(&srv->stopping, true);
+    if (srv->reaper_started) pthread_join(srv->reaper, NULL);
+    pthread_mutex_destroy(&srv->conns_mu);
     store_free(srv->store);
     metrics_shutdown();
     free(srv);

@@ -405,7 +405,24 @@ bool kfast_convert(const kfast_list *l, tern_dtype dt, void *dst)
             dtype_set_i64(dt, dst, k, v);
             break;
         }
-        default: return false; /* BOOL, BYTES, UINT64: the full path */
+        case TERN_UINT64: {
+            /* jansson stops at INT64_MAX; the lane reads the whole range */
+            len = number_len(s, i, n);
+            uint64_t v = 0;
+            if (tok[0] == '-') {
+                int64_t sv;
+                if (!parse_int(tok, len, &sv) || sv != 0) return false;
+            } else {
+                for (size_t q = 0; q < len; q++) {
+                    if (tok[q] < '0' || tok[q] > '9') return false;
+                    if (v > (UINT64_MAX - (uint64_t)(tok[q] - '0')) / 10) return false;
+                    v = v * 10 + (uint64_t)(tok[q] - '0');
+                }
+            }
+            ((uint64_t *)dst)[k] = v;
+            break;
+        }
+        default: return false; /* BOOL, BYTES: the full path */
         }
         i = skip_ws(s, i + len, n);
         i = skip_ws(s, i + 1, n); /* the ',' (or the closing ']') */
