@@ -745,9 +745,13 @@ int server_port(const tern_server *srv)
 void server_free(tern_server *srv, int drain_secs)
 {
     if (!srv) return;
+    MHD_socket listen_fd = MHD_INVALID_SOCKET;
     if (srv->mhd) {
-        MHD_socket fd = MHD_quiesce_daemon(srv->mhd); /* no new connections */
-        if (fd != MHD_INVALID_SOCKET) close(fd);
+        /* no new connections. The listen socket is shut down, not closed:
+         * MHD's pool threads take it out of their epoll sets one by one,
+         * and a closed fd makes that fail (and MHD abort). */
+        listen_fd = MHD_quiesce_daemon(srv->mhd);
+        if (listen_fd != MHD_INVALID_SOCKET) shutdown(listen_fd, SHUT_RDWR);
         double until = now_s() + drain_secs;
         while (atomic_load(&srv->inflight) > 0 && now_s() < until) usleep(10000);
         if (atomic_load(&srv->inflight) > 0) {
@@ -764,6 +768,7 @@ void server_free(tern_server *srv, int drain_secs)
         double until = now_s() + 1.0;
         while (atomic_load(&srv->inflight) > 0 && now_s() < until) usleep(10000);
         MHD_stop_daemon(srv->mhd);
+        if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
     }
     atomic_store(&srv->stopping, true);
     if (srv->reaper_started) pthread_join(srv->reaper, NULL);
