@@ -109,7 +109,16 @@ class Server:
             except requests.ConnectionError:
                 return False
 
-        wait_for(up, timeout=60, what="tern serve to become ready")
+        try:
+            wait_for(up, timeout=60, what="tern serve to become ready")
+        except BaseException:
+            # never leave a server behind when the test fails here
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            self.log.close()
+            self.proc = None
+            raise
         return self
 
     def stderr(self):

@@ -48,6 +48,11 @@ def srv(repo, tmp_path_factory):
 def good(srv):
     """After each test: the same process answers a good request correctly."""
     yield
+    # a fresh connection: the pooled one may have passed the 5 s idle timeout,
+    # and a POST racing the server's close of an idle keep-alive connection
+    # fails in any HTTP client
+    srv.session.close()
+    srv.session = requests.Session()
     srv.assert_alive()
     assert tagged_infer(srv, "m", [1.0, 2.0]) == (200, "1", [2.0, 3.0])
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
