@@ -112,6 +112,32 @@ void pool_submit(sched_pool *p, pool_job *job)
     pthread_mutex_unlock(&p->mu);
 }
 
+int pool_take(sched_pool *p, bool (*take)(pool_job *job, void *ctx), void *ctx, pool_job **out,
+              int max)
+{
+    int n = 0;
+    pthread_mutex_lock(&p->mu);
+    pool_job *prev = NULL, *j = p->head;
+    while (j && n < max) {
+        pool_job *next = j->next;
+        if (take(j, ctx)) {
+            if (prev)
+                prev->next = next;
+            else
+                p->head = next;
+            if (p->tail == j) p->tail = prev;
+            p->queued--;
+            j->next = NULL;
+            out[n++] = j;
+        } else {
+            prev = j;
+        }
+        j = next;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
 int pool_queued(sched_pool *p)
 {
     pthread_mutex_lock(&p->mu);

@@ -163,24 +163,21 @@ static metrics_outcome outcome_of(unsigned status)
     return status < 500 ? OUTCOME_CLIENT_ERROR : OUTCOME_SERVER_ERROR;
 }
 
-static void infer_job(pool_job *job)
+/* Encodes r's response from the model outputs outs (owned; freed here) or
+ * the error st, records statistics and resumes the connection. */
+static void finish_request(req *r, tern_tensor **outs, tern_status *st, int64_t run_ns,
+                           bool first_of_execution)
 {
-    req *r = (req *)job;
     model_version *v = r->v;
     kserve_request *kr = r->kr;
     int n_out = version_output_count(v);
-    tern_tensor **outs = calloc((size_t)n_out + 1, sizeof *outs);
-    kserve_output *sel = calloc((size_t)n_out + 1, sizeof *sel);
-    int64_t wait_ns = 0, run_ns = 0;
-    tern_status *st = !outs || !sel ? tern_error(TERN_ERR_NO_MEMORY, "out of memory")
-                                    : version_run_timed(v, kr->n_inputs, kr->input_names,
-                                                        (const tern_tensor *const *)kr->inputs,
-                                                        outs, &wait_ns, &run_ns);
     /* queue time runs until an engine instance starts: the pool's queue and
      * the wait for a free instance */
     r->t_run1 = now_s();
     r->t_run0 = r->t_run1 - (double)run_ns / 1e9;
     version_stats *vs = version_stats_of(v);
+    kserve_output *sel = calloc((size_t)n_out + 1, sizeof *sel);
+    if (!st && !sel) st = tern_error(TERN_ERR_NO_MEMORY, "out of memory");
     if (st) {
         /* the engine refuses inputs that do not fit the model: a client error */
         tern_code c = tern_status_code(st);
@@ -216,11 +213,13 @@ static void infer_job(pool_job *job)
     }
     long long queue_ns = (long long)((r->t_run0 - r->t_queued) * 1e9);
     atomic_fetch_add(&vs->inference_count, 1);
-    atomic_fetch_add(&vs->execution_count, 1);
+    if (first_of_execution) {
+        atomic_fetch_add(&vs->execution_count, 1);
+        atomic_fetch_add(&vs->compute_count, 1);
+        atomic_fetch_add(&vs->compute_ns, run_ns);
+    }
     atomic_fetch_add(&vs->queue_count, 1);
     atomic_fetch_add(&vs->queue_ns, queue_ns);
-    atomic_fetch_add(&vs->compute_count, 1);
-    atomic_fetch_add(&vs->compute_ns, run_ns);
     long long total_ns = (long long)((now_s() - r->t_start) * 1e9);
     if (r->status == MHD_HTTP_OK) {
         atomic_fetch_add(&vs->success_count, 1);
@@ -236,6 +235,173 @@ static void infer_job(pool_job *job)
     free(outs);
     free(sel);
     MHD_resume_connection(r->conn);
+}
+
+static void run_single(req *r)
+{
+    int n_out = version_output_count(r->v);
+    tern_tensor **outs = calloc((size_t)n_out + 1, sizeof *outs);
+    int64_t wait_ns = 0, run_ns = 0;
+    tern_status *st = !outs ? tern_error(TERN_ERR_NO_MEMORY, "out of memory")
+                            : version_run_timed(r->v, r->kr->n_inputs, r->kr->input_names,
+                                                (const tern_tensor *const *)r->kr->inputs, outs,
+                                                &wait_ns, &run_ns);
+    finish_request(r, outs, st, run_ns, true);
+}
+
+/* ---- batching ------------------------------------------------------------
+ * A version whose config sets max_batch_size > 1 declares that its first
+ * dimension is a batch of independent rows (Triton's contract). A worker
+ * that takes such a request also takes the queued requests of the same
+ * version whose inputs agree in name, dtype and every dimension but the
+ * first, up to max_batch_size rows, concatenates them along dim 0, runs the
+ * model once and hands each request its own rows of every output. Requests
+ * only wait as long as they would have waited anyway (no queue delay; the
+ * delay-based batcher is the scheduler's, issue 5). If the batched run fails
+ * or an output lacks the batch dimension, each request runs on its own, so a
+ * batch never changes an answer. */
+
+#define BATCH_MAX_REQS 64
+
+/* Rows of a request (the shared first dimension of its inputs), or -1 if it
+ * cannot be batched. */
+static int64_t batch_rows(const req *r)
+{
+    const kserve_request *kr = r->kr;
+    if (kr->n_inputs == 0) return -1;
+    int64_t rows = -1;
+    for (int i = 0; i < kr->n_inputs; i++) {
+        const tern_tensor *t = kr->inputs[i];
+        if (t->kind != TENSOR_DENSE || t->dtype == TERN_STRING || t->rank < 1) return -1;
+        if (rows >= 0 && t->dims[0] != rows) return -1;
+        rows = t->dims[0];
+    }
+    return rows;
+}
+
+typedef struct batch_ctx {
+    const req *first;
+    int64_t rows_left;
+} batch_ctx;
+
+static bool batch_compatible(pool_job *job, void *vctx)
+{
+    batch_ctx *c = vctx;
+    const req *a = c->first, *b = (const req *)job;
+    if (b->job.run != a->job.run || b->v != a->v || b->kr->n_inputs != a->kr->n_inputs)
+        return false;
+    int64_t rows = batch_rows(b);
+    if (rows < 1 || rows > c->rows_left) return false;
+    for (int i = 0; i < a->kr->n_inputs; i++) {
+        const tern_tensor *x = a->kr->inputs[i], *y = b->kr->inputs[i];
+        if (strcmp(a->kr->input_names[i], b->kr->input_names[i]) != 0 || x->dtype != y->dtype ||
+            x->rank != y->rank)
+            return false;
+        for (int d = 1; d < x->rank; d++)
+            if (x->dims[d] != y->dims[d]) return false;
+    }
+    c->rows_left -= rows;
+    return true;
+}
+
+/* Runs n compatible requests as one batch; false if that did not work out
+ * and they must run one by one (nothing has been answered then). */
+static bool run_batch(req **rs, int n, int64_t total)
+{
+    model_version *v = rs[0]->v;
+    const kserve_request *k0 = rs[0]->kr;
+    int n_in = k0->n_inputs, n_out = version_output_count(v);
+    tern_tensor **ins = calloc((size_t)n_in, sizeof *ins);
+    tern_tensor **outs = calloc((size_t)n_out + 1, sizeof *outs);
+    bool ok = ins && outs;
+    for (int i = 0; ok && i < n_in; i++) {
+        const tern_tensor *t = k0->inputs[i];
+        int64_t dims[TERN_MAX_RANK];
+        memcpy(dims, t->dims, sizeof dims);
+        dims[0] = total;
+        tern_status *st = tern_tensor_create(t->dtype, t->rank, dims, &ins[i]);
+        if (st) {
+            tern_status_free(st);
+            ok = false;
+            break;
+        }
+        char *dst = tern_tensor_data(ins[i]);
+        for (int k = 0; k < n; k++) {
+            size_t nb = tensor_nbytes(rs[k]->kr->inputs[i]);
+            memcpy(dst, rs[k]->kr->inputs[i]->data, nb);
+            dst += nb;
+        }
+    }
+    int64_t wait_ns = 0, run_ns = 0;
+    if (ok) {
+        tern_status *st = version_run_timed(
+            v, n_in, k0->input_names, (const tern_tensor *const *)ins, outs, &wait_ns, &run_ns);
+        if (st) {
+            tern_status_free(st);
+            ok = false;
+        }
+    }
+    for (int j = 0; ok && j < n_out; j++)
+        if (!outs[j] || outs[j]->kind != TENSOR_DENSE || outs[j]->rank < 1 ||
+            outs[j]->dims[0] != total || outs[j]->dtype == TERN_STRING)
+            ok = false;
+    /* split every output by rows */
+    tern_tensor ***mine = ok ? calloc((size_t)n, sizeof *mine) : NULL;
+    if (ok && !mine) ok = false;
+    int64_t row0 = 0;
+    for (int k = 0; ok && k < n; k++) {
+        int64_t rows = batch_rows(rs[k]);
+        mine[k] = calloc((size_t)n_out + 1, sizeof **mine);
+        if (!mine[k]) ok = false;
+        for (int j = 0; ok && j < n_out; j++) {
+            const tern_tensor *o = outs[j];
+            int64_t dims[TERN_MAX_RANK];
+            memcpy(dims, o->dims, sizeof dims);
+            dims[0] = rows;
+            size_t row_bytes = o->dims[0] ? tensor_nbytes(o) / (size_t)o->dims[0] : 0;
+            tern_status *st = tern_tensor_create_copy(
+                o->dtype, o->rank, dims, (const char *)o->data + (size_t)row0 * row_bytes,
+                (size_t)rows * row_bytes, &mine[k][j]);
+            if (st) {
+                tern_status_free(st);
+                ok = false;
+            }
+        }
+        row0 += rows;
+    }
+    if (ok)
+        for (int k = 0; k < n; k++) finish_request(rs[k], mine[k], NULL, run_ns, k == 0);
+    else if (mine)
+        for (int k = 0; k < n; k++) {
+            for (int j = 0; mine[k] && j < n_out; j++) tern_tensor_free(mine[k][j]);
+            free(mine[k]);
+        }
+    free(mine);
+    for (int i = 0; ins && i < n_in; i++) tern_tensor_free(ins[i]);
+    for (int j = 0; outs && j < n_out; j++) tern_tensor_free(outs[j]);
+    free(ins);
+    free(outs);
+    return ok;
+}
+
+static void infer_job(pool_job *job)
+{
+    req *r = (req *)job;
+    int64_t max_rows = version_max_batch_size(r->v), rows = batch_rows(r);
+    if (max_rows > 1 && rows >= 1 && rows < max_rows) {
+        pool_job *more[BATCH_MAX_REQS];
+        batch_ctx c = {r, max_rows - rows};
+        int n = pool_take(r->srv->pool, batch_compatible, &c, more, BATCH_MAX_REQS - 1);
+        if (n > 0) {
+            req *rs[BATCH_MAX_REQS];
+            rs[0] = r;
+            for (int k = 0; k < n; k++) rs[k + 1] = (req *)more[k];
+            if (!run_batch(rs, n + 1, max_rows - c.rows_left))
+                for (int k = 0; k <= n; k++) run_single(rs[k]);
+            return;
+        }
+    }
+    run_single(r);
 }
 
 /* At a shutdown whose drain timed out: answer without running. */

@@ -77,26 +77,33 @@ static size_t number_len(const char *s, size_t i, size_t n)
 
 /* Scans a flat list of numbers at s[i] == '['. Returns the index after ']'
  * and the count, or 0 if the list is anything else. */
+/* Characters a flat list of numbers is made of: 1 for blanks, 2 for the
+ * characters of numbers and commas, 0 for anything else. */
+static const unsigned char numberish[256] = {
+    [' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1, ['0'] = 2, ['1'] = 2, ['2'] = 2,
+    ['3'] = 2, ['4'] = 2,  ['5'] = 2,  ['6'] = 2,  ['7'] = 2, ['8'] = 2, ['9'] = 2,
+    ['.'] = 2, ['e'] = 2,  ['E'] = 2,  ['+'] = 2,  ['-'] = 2, [','] = 2,
+};
+
+/* Finds the end of a list at s[i] == '[' that holds only number characters,
+ * commas and blanks, and counts its elements by its commas. Returns the index
+ * after ']' or 0. The grammar of each element is checked when it is
+ * converted (kfast_convert declines a list that is not strict JSON). */
 static size_t scan_flat_numbers(const char *s, size_t i, size_t n, int64_t *count)
 {
-    int64_t c = 0;
-    i = skip_ws(s, i + 1, n);
-    if (i < n && s[i] == ']') {
-        *count = 0;
-        return i + 1;
+    int64_t commas = 0;
+    unsigned any = 0;
+    for (i++; i < n; i++) {
+        unsigned char c = (unsigned char)s[i], k = numberish[c];
+        if (!k) {
+            if (c != ']') return 0;
+            *count = any ? commas + 1 : 0;
+            return i + 1;
+        }
+        commas += c == ',';
+        any |= k & 2;
     }
-    for (;;) {
-        size_t l = number_len(s, i, n);
-        if (!l) return 0;
-        c++;
-        i = skip_ws(s, i + l, n);
-        if (i >= n) return 0;
-        if (s[i] == ']') break;
-        if (s[i] != ',') return 0;
-        i = skip_ws(s, i + 1, n);
-    }
-    *count = c;
-    return i + 1;
+    return 0;
 }
 
 bool kfast_scan(const char *js, size_t len, kfast *f)
@@ -223,10 +230,28 @@ typedef struct decimal {
     bool neg, exact;
 } decimal;
 
+/* True if the 8 bytes at s are all decimal digits; then *v is their value. */
+static inline bool eight_digits(const char *s, uint64_t *v)
+{
+    uint64_t x;
+    memcpy(&x, s, 8);
+    if (((x & 0xF0F0F0F0F0F0F0F0ull) |
+         (((x + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) >> 4)) != 0x3333333333333333ull)
+        return false;
+    /* little-endian: the first digit is the low byte; pairs, then quads,
+     * then the eight (the well-known SWAR reduction) */
+    x = ((x & 0x0F0F0F0F0F0F0F0Full) * 2561) >> 8;
+    x = ((x & 0x00FF00FF00FF00FFull) * 6553601) >> 16;
+    x = ((x & 0x0000FFFF0000FFFFull) * 42949672960001ull) >> 32;
+    *v = x;
+    return true;
+}
+
 static decimal parse_decimal(const char *s, size_t n, size_t *used)
 {
     decimal d = {0, 0, 0, s[0] == '-', true};
     size_t i = d.neg;
+    uint64_t v8;
     for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
         if (d.digits < 19) {
             d.m = d.m * 10 + (uint64_t)(s[i] - '0');
@@ -238,6 +263,13 @@ static decimal parse_decimal(const char *s, size_t n, size_t *used)
     }
     if (i < n && s[i] == '.')
         for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            while (d.m && d.digits <= 11 && i + 8 <= n && eight_digits(s + i, &v8)) {
+                d.m = d.m * 100000000u + v8;
+                d.digits += 8;
+                d.exp10 -= 8;
+                i += 8;
+            }
+            if (i >= n || s[i] < '0' || s[i] > '9') break;
             if (d.digits < 19) {
                 d.m = d.m * 10 + (uint64_t)(s[i] - '0');
                 if (d.m) d.digits++;
@@ -355,24 +387,26 @@ bool kfast_convert(const kfast_list *l, tern_dtype dt, void *dst)
     const char *s = l->text;
     size_t n = l->len, i = skip_ws(s, 1, n);
     for (int64_t k = 0; k < l->count; k++) {
-        size_t len = 0;
+        /* the scan only counted commas: check each element's grammar here */
+        size_t len = 0, tl = number_len(s, i, n);
+        if (!tl) return false;
         const char *tok = s + i;
         switch (dt) {
         case TERN_FLOAT: {
-            float v = parse_float(tok, n - i, &len);
+            float v = parse_float(tok, tl, &len);
             if (!isfinite(v)) return false; /* overflow: the full path words the error */
             ((float *)dst)[k] = v;
             break;
         }
         case TERN_DOUBLE: {
-            double v = parse_double(tok, n - i, &len);
+            double v = parse_double(tok, tl, &len);
             if (!isfinite(v)) return false;
             ((double *)dst)[k] = v;
             break;
         }
         case TERN_FLOAT16:
         case TERN_BFLOAT16: {
-            double v = parse_double(tok, n - i, &len);
+            double v = parse_double(tok, tl, &len);
             if (!isfinite(v)) return false;
             uint16_t h = dt == TERN_FLOAT16 ? f32_to_f16((float)v) : f32_to_bf16((float)v);
             if ((dt == TERN_FLOAT16 && (h & 0x7c00) == 0x7c00) ||
@@ -424,8 +458,9 @@ bool kfast_convert(const kfast_list *l, tern_dtype dt, void *dst)
         }
         default: return false; /* BOOL, BYTES: the full path */
         }
-        i = skip_ws(s, i + len, n);
-        i = skip_ws(s, i + 1, n); /* the ',' (or the closing ']') */
+        i = skip_ws(s, i + tl, n);
+        if (i >= n || s[i] != (k + 1 < l->count ? ',' : ']')) return false;
+        i = skip_ws(s, i + 1, n);
     }
     return true;
 }

@@ -166,8 +166,21 @@ static void test_scan_declines_irregular_lists(void **state)
     assert_false(kfast_scan(nested, strlen(nested), &f));
     const char *strs = "{\"inputs\":[{\"name\":\"x\",\"data\":[\"a\"]}]}";
     assert_false(kfast_scan(strs, strlen(strs), &f));
-    const char *lead0 = "{\"inputs\":[{\"name\":\"x\",\"data\":[01]}]}";
-    assert_false(kfast_scan(lead0, strlen(lead0), &f));
+    /* lists that only look numeric: the scan may take them, but decoding
+     * must end in the full path's JSON error, never in numbers */
+    const char *fake[] = {"[01]", "[1 2]", "[1,]", "[,1]", "[1.]", "[-]", "[1e]", "[+1]", "[.5]"};
+    for (size_t q = 0; q < sizeof fake / sizeof *fake; q++) {
+        char b[256];
+        snprintf(b, sizeof b,
+                 "{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"FP32\","
+                 "\"data\":%s}]}",
+                 fake[q]);
+        kserve_request *r = NULL;
+        tern_status *st = kserve_decode_request(b, strlen(b), -1, NULL, &r);
+        if (!st) fail_msg("%s decoded", fake[q]);
+        assert_non_null(strstr(tern_status_message(st), "not valid JSON"));
+        tern_status_free(st);
+    }
     const char *other = "{\"parameters\":{\"data\":[1,2]},\"inputs\":[{\"name\":\"y\",\"data\":[1, "
                         "2 ,3]},{\"name\":\"x\",\"data\":[5]}]}";
     assert_true(kfast_scan(other, strlen(other), &f));
