@@ -552,14 +552,16 @@ static tern_status *decode_input(const json_t *in, int idx, bin_ctx *b, const ks
     const kfast_list *fl =
         b->fast && idx < KFAST_MAX && b->fast->lists[idx].text ? &b->fast->lists[idx] : NULL;
     if (fl && bds < 0) {
-        /* numbers straight from the text; anything irregular: full path */
+        /* numbers straight from the text; anything irregular (and every
+         * BOOL or BYTES input: strings must not be freed half made) goes
+         * to the full path */
         size_t nb = (size_t)t->numel * dtype_elem_size(dt);
         st = NULL;
-        if (fl->count != t->numel || !(t->data = malloc(nb ? nb : 1)))
+        if (dt == TERN_STRING || dt == TERN_BOOL || !(t->data = malloc(nb ? nb : 1)))
             st = &kfast_declined;
         else {
             t->owns = true;
-            if (!kfast_convert(fl, dt, t->data)) st = &kfast_declined;
+            if (!kfast_convert(fl, dt, t->numel, t->data)) st = &kfast_declined;
         }
     } else if (bds >= 0) {
         st = decode_binary(name, b->body + b->off, (size_t)bds, t);

@@ -77,33 +77,15 @@ static size_t number_len(const char *s, size_t i, size_t n)
 
 /* Scans a flat list of numbers at s[i] == '['. Returns the index after ']'
  * and the count, or 0 if the list is anything else. */
-/* Characters a flat list of numbers is made of: 1 for blanks, 2 for the
- * characters of numbers and commas, 0 for anything else. */
-static const unsigned char numberish[256] = {
-    [' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1, ['0'] = 2, ['1'] = 2, ['2'] = 2,
-    ['3'] = 2, ['4'] = 2,  ['5'] = 2,  ['6'] = 2,  ['7'] = 2, ['8'] = 2, ['9'] = 2,
-    ['.'] = 2, ['e'] = 2,  ['E'] = 2,  ['+'] = 2,  ['-'] = 2, [','] = 2,
-};
-
-/* Finds the end of a list at s[i] == '[' that holds only number characters,
- * commas and blanks, and counts its elements by its commas. Returns the index
- * after ']' or 0. The grammar of each element is checked when it is
- * converted (kfast_convert declines a list that is not strict JSON). */
-static size_t scan_flat_numbers(const char *s, size_t i, size_t n, int64_t *count)
+/* The end of a list at s[i] == '[': the first ']' after it (memchr, which
+ * is vectorised). For a flat list of numbers that is its end; for anything
+ * else kfast_convert, which checks every element's grammar and the closing
+ * bracket, declines, and the region found here is never used. Returns the
+ * index after ']' or 0. */
+static size_t scan_flat_numbers(const char *s, size_t i, size_t n)
 {
-    int64_t commas = 0;
-    unsigned any = 0;
-    for (i++; i < n; i++) {
-        unsigned char c = (unsigned char)s[i], k = numberish[c];
-        if (!k) {
-            if (c != ']') return 0;
-            *count = any ? commas + 1 : 0;
-            return i + 1;
-        }
-        commas += c == ',';
-        any |= k & 2;
-    }
-    return 0;
+    const char *e = memchr(s + i + 1, ']', n - i - 1);
+    return e ? (size_t)(e - s) + 1 : 0;
 }
 
 bool kfast_scan(const char *js, size_t len, kfast *f)
@@ -134,14 +116,12 @@ bool kfast_scan(const char *js, size_t len, kfast *f)
             if (ch == '[' && depth == 3 && kind[0] == '{' && kind[1] == '[' && kind[2] == '{' &&
                 key_len[0] == 6 && !memcmp(js + key_at[0], "inputs", 6) && key_len[2] == 4 &&
                 !memcmp(js + key_at[2], "data", 4) && index[1] >= 0 && index[1] < KFAST_MAX) {
-                int64_t count;
-                size_t e = scan_flat_numbers(js, i, len, &count);
+                size_t e = scan_flat_numbers(js, i, len);
                 if (e) {
                     kfast_list *l = &f->lists[index[1]];
                     if (l->text) return false; /* "data" twice: let jansson refuse it */
                     l->text = js + i;
                     l->len = e - i;
-                    l->count = count;
                     f->n_lists++;
                     i = e;
                     continue;
@@ -382,11 +362,12 @@ static bool parse_int(const char *s, size_t n, int64_t *v)
     return true;
 }
 
-bool kfast_convert(const kfast_list *l, tern_dtype dt, void *dst)
+bool kfast_convert(const kfast_list *l, tern_dtype dt, int64_t count, void *dst)
 {
     const char *s = l->text;
     size_t n = l->len, i = skip_ws(s, 1, n);
-    for (int64_t k = 0; k < l->count; k++) {
+    if (count == 0) return i < n && s[i] == ']';
+    for (int64_t k = 0; k < count; k++) {
         /* the scan only counted commas: check each element's grammar here */
         size_t len = 0, tl = number_len(s, i, n);
         if (!tl) return false;
@@ -459,7 +440,7 @@ bool kfast_convert(const kfast_list *l, tern_dtype dt, void *dst)
         default: return false; /* BOOL, BYTES: the full path */
         }
         i = skip_ws(s, i + tl, n);
-        if (i >= n || s[i] != (k + 1 < l->count ? ',' : ']')) return false;
+        if (i >= n || s[i] != (k + 1 < count ? ',' : ']')) return false;
         i = skip_ws(s, i + 1, n);
     }
     return true;

@@ -16,7 +16,6 @@
 typedef struct kfast_list {
     const char *text; /* the list, '[' to ']', inside the body; NULL if none */
     size_t len;
-    int64_t count;
 } kfast_list;
 
 typedef struct kfast {
@@ -24,14 +23,15 @@ typedef struct kfast {
     int n_lists;
 } kfast;
 
-/* Finds root.inputs[i].data lists that are flat lists of JSON numbers.
+/* Finds the root.inputs[i].data lists (they are checked when converted).
  * False when there are none or the text is not shaped as the lane expects
  * (the caller then parses the body as it is). */
 bool kfast_scan(const char *js, size_t len, kfast *f);
 /* A malloc'd copy of js with every found list replaced by [] (NUL ended). */
 char *kfast_strip(const char *js, size_t len, const kfast *f, size_t *out_len);
-/* Converts a found list into dst (count elements of dt). False when a value
- * does not fit dt exactly or dt is not a numeric type the lane handles. */
-bool kfast_convert(const kfast_list *l, tern_dtype dt, void *dst);
+/* Converts a found list into dst: exactly count elements of dt. False when
+ * the list is not a flat list of count strict JSON numbers, a value does not
+ * fit dt exactly, or dt is not a numeric type the lane handles. */
+bool kfast_convert(const kfast_list *l, tern_dtype dt, int64_t count, void *dst);
 
 #endif

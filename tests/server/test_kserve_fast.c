@@ -162,10 +162,17 @@ static void test_scan_declines_irregular_lists(void **state)
 {
     (void)state;
     kfast f;
-    const char *nested = "{\"inputs\":[{\"name\":\"x\",\"data\":[[1,2],[3,4]]}]}";
-    assert_false(kfast_scan(nested, strlen(nested), &f));
-    const char *strs = "{\"inputs\":[{\"name\":\"x\",\"data\":[\"a\"]}]}";
-    assert_false(kfast_scan(strs, strlen(strs), &f));
+    /* nested lists and strings are the full path's: values still right */
+    const char *nested = "{\"inputs\":[{\"name\":\"x\",\"shape\":[2,2],\"datatype\":\"FP32\","
+                         "\"data\":[[1,2],[3,4]]},{\"name\":\"y\",\"shape\":[1],"
+                         "\"datatype\":\"BYTES\",\"data\":[\"a]\"]}]}";
+    kserve_request *nr = NULL;
+    tern_status *nst = kserve_decode_request(nested, strlen(nested), -1, NULL, &nr);
+    if (nst) fail_msg("%s", tern_status_message(nst));
+    const float *nv = tern_tensor_cdata(nr->inputs[0]);
+    assert_true(nv[0] == 1 && nv[1] == 2 && nv[2] == 3 && nv[3] == 4);
+    assert_string_equal(((char *const *)tern_tensor_cdata(nr->inputs[1]))[0], "a]");
+    kserve_request_free(nr);
     /* lists that only look numeric: the scan may take them, but decoding
      * must end in the full path's JSON error, never in numbers */
     const char *fake[] = {"[01]", "[1 2]", "[1,]", "[,1]", "[1.]", "[-]", "[1e]", "[+1]", "[.5]"};
@@ -185,8 +192,11 @@ static void test_scan_declines_irregular_lists(void **state)
                         "2 ,3]},{\"name\":\"x\",\"data\":[5]}]}";
     assert_true(kfast_scan(other, strlen(other), &f));
     assert_int_equal(f.n_lists, 2);
-    assert_int_equal(f.lists[0].count, 3);
-    assert_int_equal(f.lists[1].count, 1);
+    float v[3];
+    assert_true(kfast_convert(&f.lists[0], TERN_FLOAT, 3, v));
+    assert_true(v[0] == 1 && v[1] == 2 && v[2] == 3);
+    assert_false(kfast_convert(&f.lists[0], TERN_FLOAT, 2, v)); /* count must match */
+    assert_true(kfast_convert(&f.lists[1], TERN_FLOAT, 1, v));
     size_t len;
     char *s = kfast_strip(other, strlen(other), &f, &len);
     assert_string_equal(s, "{\"parameters\":{\"data\":[1,2]},\"inputs\":[{\"name\":\"y\",\"data\":["
@@ -197,7 +207,27 @@ static void test_scan_declines_irregular_lists(void **state)
     const char *tricky =
         "{\"id\":\"a]\\\"[{\",\"inputs\":[{\"name\":\"x]\",\"data\":[1e3,-2.5E-1]}]}";
     assert_true(kfast_scan(tricky, strlen(tricky), &f));
-    assert_int_equal(f.lists[0].count, 2);
+    assert_true(kfast_convert(&f.lists[0], TERN_FLOAT, 2, v));
+    assert_true(v[0] == 1000 && v[1] == -0.25f);
+}
+
+static void test_numbers_for_bytes_and_bool_inputs(void **state)
+{
+    (void)state;
+    /* numeric lists for BYTES/BOOL inputs: the full path's type error */
+    const char *dts[] = {"BYTES", "BOOL"};
+    for (int q = 0; q < 2; q++) {
+        char b[200];
+        snprintf(b, sizeof b,
+                 "{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"%s\","
+                 "\"data\":[1,2]}]}",
+                 dts[q]);
+        kserve_request *r = NULL;
+        tern_status *st = kserve_decode_request(b, strlen(b), -1, NULL, &r);
+        assert_non_null(st);
+        assert_non_null(strstr(tern_status_message(st), "input 'x'"));
+        tern_status_free(st);
+    }
 }
 
 static void test_count_mismatch_gives_full_error(void **state)
@@ -221,6 +251,7 @@ int main(void)
         cmocka_unit_test(test_integers_exact_and_checked),
         cmocka_unit_test(test_scan_declines_irregular_lists),
         cmocka_unit_test(test_count_mismatch_gives_full_error),
+        cmocka_unit_test(test_numbers_for_bytes_and_bool_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
