@@ -208,6 +208,7 @@ typedef struct decimal {
     uint64_t m;
     int exp10, digits;
     bool neg, exact;
+    bool ok; /* the text is a strict JSON number */
 } decimal;
 
 /* True if the 8 bytes at s are all decimal digits; then *v is their value. */
@@ -229,9 +230,11 @@ static inline bool eight_digits(const char *s, uint64_t *v)
 
 static decimal parse_decimal(const char *s, size_t n, size_t *used)
 {
-    decimal d = {0, 0, 0, s[0] == '-', true};
-    size_t i = d.neg;
+    decimal d = {0, 0, 0, n > 0 && s[0] == '-', true, false};
+    size_t i = d.neg, int0 = i;
     uint64_t v8;
+    *used = i;
+    if (i >= n || s[i] < '0' || s[i] > '9') return d; /* no digit */
     for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
         if (d.digits < 19) {
             d.m = d.m * 10 + (uint64_t)(s[i] - '0');
@@ -241,7 +244,9 @@ static decimal parse_decimal(const char *s, size_t n, size_t *used)
             if (s[i] != '0') d.exact = false;
         }
     }
-    if (i < n && s[i] == '.')
+    if (s[int0] == '0' && i - int0 > 1) return d; /* a leading zero */
+    if (i < n && s[i] == '.') {
+        if (i + 1 >= n || s[i + 1] < '0' || s[i + 1] > '9') return d; /* "1." */
         for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
             while (d.m && d.digits <= 11 && i + 8 <= n && eight_digits(s + i, &v8)) {
                 d.m = d.m * 100000000u + v8;
@@ -258,16 +263,19 @@ static decimal parse_decimal(const char *s, size_t n, size_t *used)
                 d.exact = false;
             }
         }
+    }
     if (i < n && (s[i] == 'e' || s[i] == 'E')) {
         i++;
-        bool eneg = s[i] == '-';
-        if (s[i] == '+' || s[i] == '-') i++;
+        bool eneg = i < n && s[i] == '-';
+        if (i < n && (s[i] == '+' || s[i] == '-')) i++;
+        if (i >= n || s[i] < '0' || s[i] > '9') return d; /* "1e" */
         int e = 0;
         for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
             if (e < 100000) e = e * 10 + (s[i] - '0');
         d.exp10 += eneg ? -e : e;
     }
     *used = i;
+    d.ok = true;
     return d;
 }
 
@@ -287,6 +295,7 @@ static double parse_double(const char *s, size_t n, size_t *used)
 {
     decimal d = parse_decimal(s, n, used);
     n = *used;
+    if (!d.ok) return NAN; /* the caller declines */
     if (d.exact && d.digits <= 15 && d.exp10 >= -22 && d.exp10 <= 22) {
         double v = (double)d.m;
         v = d.exp10 < 0 ? v / pow10_exact[-d.exp10] : v * pow10_exact[d.exp10];
@@ -319,6 +328,7 @@ static float parse_float(const char *s, size_t n, size_t *used)
         1e-50L, 1e-51L, 1e-52L, 1e-53L, 1e-54L, 1e-55L, 1e-56L, 1e-57L, 1e-58L, 1e-59L};
     decimal d = parse_decimal(s, n, used);
     n = *used;
+    if (!d.ok) return NAN; /* the caller declines */
     if (d.exact && d.exp10 >= -59 && d.exp10 <= 27) {
         if (d.m == 0) return d.neg ? -0.0f : 0.0f;
         long double x = (long double)d.m * (d.exp10 < 0 ? m10[-d.exp10] : p10[d.exp10]);
@@ -368,26 +378,26 @@ bool kfast_convert(const kfast_list *l, tern_dtype dt, int64_t count, void *dst)
     size_t n = l->len, i = skip_ws(s, 1, n);
     if (count == 0) return i < n && s[i] == ']';
     for (int64_t k = 0; k < count; k++) {
-        /* the scan only counted commas: check each element's grammar here */
-        size_t len = 0, tl = number_len(s, i, n);
-        if (!tl) return false;
+        /* the scan only found the bracket: each element's grammar is
+         * checked here (the float parsers check it as they read) */
+        size_t len = 0;
         const char *tok = s + i;
         switch (dt) {
         case TERN_FLOAT: {
-            float v = parse_float(tok, tl, &len);
+            float v = parse_float(tok, n - i, &len);
             if (!isfinite(v)) return false; /* overflow: the full path words the error */
             ((float *)dst)[k] = v;
             break;
         }
         case TERN_DOUBLE: {
-            double v = parse_double(tok, tl, &len);
+            double v = parse_double(tok, n - i, &len);
             if (!isfinite(v)) return false;
             ((double *)dst)[k] = v;
             break;
         }
         case TERN_FLOAT16:
         case TERN_BFLOAT16: {
-            double v = parse_double(tok, tl, &len);
+            double v = parse_double(tok, n - i, &len);
             if (!isfinite(v)) return false;
             uint16_t h = dt == TERN_FLOAT16 ? f32_to_f16((float)v) : f32_to_bf16((float)v);
             if ((dt == TERN_FLOAT16 && (h & 0x7c00) == 0x7c00) ||
@@ -405,6 +415,7 @@ bool kfast_convert(const kfast_list *l, tern_dtype dt, int64_t count, void *dst)
         case TERN_UINT32: {
             int64_t v;
             len = number_len(s, i, n);
+            if (!len) return false;
             if (!parse_int(tok, len, &v)) return false;
             int64_t lo = 0, hi = 0;
             switch (dt) {
@@ -423,6 +434,7 @@ bool kfast_convert(const kfast_list *l, tern_dtype dt, int64_t count, void *dst)
         case TERN_UINT64: {
             /* jansson stops at INT64_MAX; the lane reads the whole range */
             len = number_len(s, i, n);
+            if (!len) return false;
             uint64_t v = 0;
             if (tok[0] == '-') {
                 int64_t sv;
@@ -439,7 +451,7 @@ bool kfast_convert(const kfast_list *l, tern_dtype dt, int64_t count, void *dst)
         }
         default: return false; /* BOOL, BYTES: the full path */
         }
-        i = skip_ws(s, i + tl, n);
+        i = skip_ws(s, i + len, n);
         if (i >= n || s[i] != (k + 1 < count ? ',' : ']')) return false;
         i = skip_ws(s, i + 1, n);
     }

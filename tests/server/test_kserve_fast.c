@@ -175,16 +175,18 @@ static void test_scan_declines_irregular_lists(void **state)
     kserve_request_free(nr);
     /* lists that only look numeric: the scan may take them, but decoding
      * must end in the full path's JSON error, never in numbers */
-    const char *fake[] = {"[01]", "[1 2]", "[1,]", "[,1]", "[1.]", "[-]", "[1e]", "[+1]", "[.5]"};
-    for (size_t q = 0; q < sizeof fake / sizeof *fake; q++) {
+    const char *fake[] = {"[01]", "[1 2]", "[1,]", "[,1]",  "[1.]", "[-]",
+                          "[1e]", "[+1]",  "[.5]", "[1e+]", "[-01]"};
+    const char *dts[] = {"FP32", "FP64", "INT32", "UINT64", "FP16"};
+    for (size_t q = 0; q < sizeof fake / sizeof *fake * 5; q++) {
         char b[256];
         snprintf(b, sizeof b,
-                 "{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"FP32\","
+                 "{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"%s\","
                  "\"data\":%s}]}",
-                 fake[q]);
+                 dts[q % 5], fake[q / 5]);
         kserve_request *r = NULL;
         tern_status *st = kserve_decode_request(b, strlen(b), -1, NULL, &r);
-        if (!st) fail_msg("%s decoded", fake[q]);
+        if (!st) fail_msg("%s decoded as %s", fake[q / 5], dts[q % 5]);
         assert_non_null(strstr(tern_status_message(st), "not valid JSON"));
         tern_status_free(st);
     }
