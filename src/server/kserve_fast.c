@@ -306,33 +306,31 @@ static double parse_double(const char *s, size_t n, size_t *used)
 
 /* The float the full path makes, (float)strtod(s), computed without strtod
  * when that is certain. Clients send float32 values printed as doubles (17
- * digits), past Clinger's limit. Up to 19 digits and 10^27 are exact in x87
- * long double (64-bit mantissa), so m * 10^e is off by at most half a long
- * double ulp (2^-64 relative). Rounding that to float gives the same float
- * as strtod-then-float unless the value lies within a few double ulps of a
- * float rounding midpoint; only those rare numbers go to strtod. */
+ * digits), past Clinger's limit, but a float needs far less precision than
+ * a double: m (up to 19 digits) converted to double, times a double power of
+ * ten (exact up to 10^22, else correctly rounded), is within 4 double ulps
+ * (2^-51 relative) of the exact value. Rounding that to float gives the same
+ * float as strtod-then-float unless the value lies within that distance of a
+ * float rounding midpoint; numbers within 2^-47 of one go to strtod (about
+ * one in four million). */
 static float parse_float(const char *s, size_t n, size_t *used)
 {
-    /* 10^k exact for k <= 27; 10^-k rounded (relative error 2^-65), which
-     * the midpoint margin below covers */
-    static const long double p10[] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,
-                                      1e7L,  1e8L,  1e9L,  1e10L, 1e11L, 1e12L, 1e13L,
-                                      1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L,
-                                      1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
-    static const long double m10[] = {
-        1e-0L,  1e-1L,  1e-2L,  1e-3L,  1e-4L,  1e-5L,  1e-6L,  1e-7L,  1e-8L,  1e-9L,
-        1e-10L, 1e-11L, 1e-12L, 1e-13L, 1e-14L, 1e-15L, 1e-16L, 1e-17L, 1e-18L, 1e-19L,
-        1e-20L, 1e-21L, 1e-22L, 1e-23L, 1e-24L, 1e-25L, 1e-26L, 1e-27L, 1e-28L, 1e-29L,
-        1e-30L, 1e-31L, 1e-32L, 1e-33L, 1e-34L, 1e-35L, 1e-36L, 1e-37L, 1e-38L, 1e-39L,
-        1e-40L, 1e-41L, 1e-42L, 1e-43L, 1e-44L, 1e-45L, 1e-46L, 1e-47L, 1e-48L, 1e-49L,
-        1e-50L, 1e-51L, 1e-52L, 1e-53L, 1e-54L, 1e-55L, 1e-56L, 1e-57L, 1e-58L, 1e-59L};
+    static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,
+                                 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+                                 1e20, 1e21, 1e22, 1e23, 1e24, 1e25, 1e26, 1e27};
+    static const double m10[] = {
+        1e-0,  1e-1,  1e-2,  1e-3,  1e-4,  1e-5,  1e-6,  1e-7,  1e-8,  1e-9,  1e-10, 1e-11,
+        1e-12, 1e-13, 1e-14, 1e-15, 1e-16, 1e-17, 1e-18, 1e-19, 1e-20, 1e-21, 1e-22, 1e-23,
+        1e-24, 1e-25, 1e-26, 1e-27, 1e-28, 1e-29, 1e-30, 1e-31, 1e-32, 1e-33, 1e-34, 1e-35,
+        1e-36, 1e-37, 1e-38, 1e-39, 1e-40, 1e-41, 1e-42, 1e-43, 1e-44, 1e-45, 1e-46, 1e-47,
+        1e-48, 1e-49, 1e-50, 1e-51, 1e-52, 1e-53, 1e-54, 1e-55, 1e-56, 1e-57, 1e-58, 1e-59};
     decimal d = parse_decimal(s, n, used);
     n = *used;
     if (!d.ok) return NAN; /* the caller declines */
     if (d.exact && d.exp10 >= -59 && d.exp10 <= 27) {
         if (d.m == 0) return d.neg ? -0.0f : 0.0f;
-        long double x = (long double)d.m * (d.exp10 < 0 ? m10[-d.exp10] : p10[d.exp10]);
-        if (x >= (long double)FLT_MIN && x <= (long double)FLT_MAX) {
+        double x = (double)d.m * (d.exp10 < 0 ? m10[-d.exp10] : p10[d.exp10]);
+        if (x >= (double)FLT_MIN && x <= (double)FLT_MAX) {
             float f = (float)x;
             uint32_t b;
             memcpy(&b, &f, 4);
@@ -341,9 +339,11 @@ static float parse_float(const char *s, size_t n, size_t *used)
             float fu, fd;
             memcpy(&fu, &bu, 4);
             memcpy(&fd, &bd, 4);
-            long double mid_up = ((long double)f + fu) / 2, mid_down = ((long double)f + fd) / 2;
-            long double margin = x * 0x1p-50L;
-            if (fabsl(x - mid_up) > margin && fabsl(x - mid_down) > margin) return d.neg ? -f : f;
+            /* float sums are exact in double, and halving is exact */
+            double mid_up = ((double)f + (double)fu) * 0.5,
+                   mid_down = ((double)f + (double)fd) * 0.5;
+            double margin = x * 0x1p-47;
+            if (fabs(x - mid_up) > margin && fabs(x - mid_down) > margin) return d.neg ? -f : f;
         }
     }
     return (float)strtod_token(s, n);
