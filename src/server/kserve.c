@@ -557,7 +557,11 @@ static tern_status *decode_input(const json_t *in, int idx, bin_ctx *b, const ks
          * to the full path */
         size_t nb = (size_t)t->numel * dtype_elem_size(dt);
         st = NULL;
-        if (dt == TERN_STRING || dt == TERN_BOOL || !(t->data = malloc(nb ? nb : 1)))
+        /* n numbers take at least 2n - 1 bytes ("1,1"): a shape the text
+         * cannot fill is the full path's count error, found before any
+         * allocation of the shape's size */
+        if (dt == TERN_STRING || dt == TERN_BOOL || t->numel > (int64_t)(fl->len / 2 + 1) ||
+            !(t->data = malloc(nb ? nb : 1)))
             st = &kfast_declined;
         else {
             t->owns = true;

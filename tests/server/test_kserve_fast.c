@@ -213,6 +213,20 @@ static void test_scan_declines_irregular_lists(void **state)
     assert_true(v[0] == 1000 && v[1] == -0.25f);
 }
 
+static void test_huge_shape_small_list_allocates_nothing(void **state)
+{
+    (void)state;
+    /* 2^39 elements declared, 3 given: the count error, not a 2 TB malloc
+     * (ASan refuses allocations that large, so this test would abort) */
+    const char *b = "{\"inputs\":[{\"name\":\"x\",\"shape\":[549755813888],"
+                    "\"datatype\":\"FP32\",\"data\":[1,2,3]}]}";
+    kserve_request *r = NULL;
+    tern_status *st = kserve_decode_request(b, strlen(b), -1, NULL, &r);
+    assert_non_null(st);
+    assert_non_null(strstr(tern_status_message(st), "3 elements"));
+    tern_status_free(st);
+}
+
 static void test_numbers_for_bytes_and_bool_inputs(void **state)
 {
     (void)state;
@@ -254,6 +268,7 @@ int main(void)
         cmocka_unit_test(test_scan_declines_irregular_lists),
         cmocka_unit_test(test_count_mismatch_gives_full_error),
         cmocka_unit_test(test_numbers_for_bytes_and_bool_inputs),
+        cmocka_unit_test(test_huge_shape_small_list_allocates_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
