@@ -801,13 +801,20 @@ void store_poll_once(model_store *s)
 
 /* ---- public: control ---------------------------------------------------- */
 
-tern_status *store_load(model_store *s, const char *model)
+/* The checks every load/unload request passes first. */
+static tern_status *control_allowed(const model_store *s, const char *model)
 {
     if (s->mode == STORE_NONE)
         return tern_error(TERN_ERR_INVALID_ARGUMENT, "model control is disabled (mode none)");
     if (!store_valid_name(model))
         return tern_error(TERN_ERR_INVALID_ARGUMENT, "invalid model name '%.300s'",
                           model ? model : "");
+    return NULL;
+}
+
+tern_status *store_load(model_store *s, const char *model)
+{
+    TERN_TRY(control_allowed(s, model));
     pthread_mutex_lock(&s->ctl);
     tern_status *st = sync_model(s, model, true);
     pthread_mutex_unlock(&s->ctl);
@@ -816,11 +823,7 @@ tern_status *store_load(model_store *s, const char *model)
 
 tern_status *store_unload(model_store *s, const char *model)
 {
-    if (s->mode == STORE_NONE)
-        return tern_error(TERN_ERR_INVALID_ARGUMENT, "model control is disabled (mode none)");
-    if (!store_valid_name(model))
-        return tern_error(TERN_ERR_INVALID_ARGUMENT, "invalid model name '%.300s'",
-                          model ? model : "");
+    TERN_TRY(control_allowed(s, model));
     pthread_mutex_lock(&s->ctl);
     pthread_rwlock_rdlock(&s->tab);
     bool known = find_model(s, model) != NULL;
