@@ -198,9 +198,11 @@ char *kfast_strip(const char *js, size_t len, const kfast *f, size_t *out_len)
 
 /* ---- numbers ------------------------------------------------------------ */
 
-static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+/* Powers of ten as doubles: exact up to 1e22 (Clinger's fast path uses only
+ * those), correctly rounded above (the float path allows for that). */
+static const double pow10_d[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,
+                                 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+                                 1e20, 1e21, 1e22, 1e23, 1e24, 1e25, 1e26, 1e27};
 
 /* A strict JSON number as sign, up to 19 significant digits m and a power
  * of ten; *exact is false when digits had to be dropped. */
@@ -298,7 +300,7 @@ static double parse_double(const char *s, size_t n, size_t *used)
     if (!d.ok) return NAN; /* the caller declines */
     if (d.exact && d.digits <= 15 && d.exp10 >= -22 && d.exp10 <= 22) {
         double v = (double)d.m;
-        v = d.exp10 < 0 ? v / pow10_exact[-d.exp10] : v * pow10_exact[d.exp10];
+        v = d.exp10 < 0 ? v / pow10_d[-d.exp10] : v * pow10_d[d.exp10];
         return d.neg ? -v : v;
     }
     return strtod_token(s, n);
@@ -315,9 +317,6 @@ static double parse_double(const char *s, size_t n, size_t *used)
  * one in four million). */
 static float parse_float(const char *s, size_t n, size_t *used)
 {
-    static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,
-                                 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
-                                 1e20, 1e21, 1e22, 1e23, 1e24, 1e25, 1e26, 1e27};
     static const double m10[] = {
         1e-0,  1e-1,  1e-2,  1e-3,  1e-4,  1e-5,  1e-6,  1e-7,  1e-8,  1e-9,  1e-10, 1e-11,
         1e-12, 1e-13, 1e-14, 1e-15, 1e-16, 1e-17, 1e-18, 1e-19, 1e-20, 1e-21, 1e-22, 1e-23,
@@ -329,7 +328,7 @@ static float parse_float(const char *s, size_t n, size_t *used)
     if (!d.ok) return NAN; /* the caller declines */
     if (d.exact && d.exp10 >= -59 && d.exp10 <= 27) {
         if (d.m == 0) return d.neg ? -0.0f : 0.0f;
-        double x = (double)d.m * (d.exp10 < 0 ? m10[-d.exp10] : p10[d.exp10]);
+        double x = (double)d.m * (d.exp10 < 0 ? m10[-d.exp10] : pow10_d[d.exp10]);
         if (x >= (double)FLT_MIN && x <= (double)FLT_MAX) {
             float f = (float)x;
             uint32_t b;
