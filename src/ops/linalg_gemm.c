@@ -23,6 +23,9 @@
  */
 #include "ops/linalg_gemm.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #define MR SGEMM_MR
 #define NR SGEMM_NR
 #define KC SGEMM_KC
@@ -242,6 +245,112 @@ rows_kernel(int h, int64_t kc, const float *restrict a, const float *restrict b,
     store_tile(&sum[0][0], c, rs, cs, h, w, alpha, beta, bias_i, bias_j);
 }
 
+/* ---- AVX2 + FMA kernels (chosen at run time) ------------------------------ *
+ * The same packed formats as the portable kernels, read differently: an A
+ * element is broadcast from the first of its LANES copies, and one call
+ * covers P adjacent NR-column panels of B (at b + p*kc*NR), so that h rows x
+ * P panels give enough independent FMA chains (8 to 12 ymm accumulators) to
+ * hide the FMA latency; a single row also deals its k steps to two sets of
+ * accumulators. The tile is then stored panel by panel through store_tile. */
+#if defined(__x86_64__) || defined(__i386__)
+#define GEMM_HAVE_AVX2 1
+#include <immintrin.h>
+#define AVX2_FN __attribute__((target("avx2,fma")))
+
+static inline __attribute__((always_inline)) AVX2_FN void
+avx2_tile(int H, int P, int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
+          int64_t rs, int64_t cs, int w, float alpha, float beta, const float *bias_i,
+          const float *bias_j)
+{
+    const int S = H == 1 ? 2 : 1;
+    const int64_t bs = kc * NR;
+    __m256 acc[2][MR][4];
+#pragma GCC unroll 16
+    for (int t = 0; t < S; t++)
+#pragma GCC unroll 16
+        for (int i = 0; i < H; i++)
+#pragma GCC unroll 16
+            for (int p = 0; p < P; p++) acc[t][i][p] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + S <= kc; k += S) {
+#pragma GCC unroll 16
+        for (int t = 0; t < S; t++) {
+            __m256 bv[4];
+#pragma GCC unroll 16
+            for (int p = 0; p < P; p++) bv[p] = _mm256_loadu_ps(b + p * bs + (k + t) * NR);
+#pragma GCC unroll 16
+            for (int i = 0; i < H; i++) {
+                __m256 av = _mm256_broadcast_ss(a + ((k + t) * H + i) * LANES);
+#pragma GCC unroll 16
+                for (int p = 0; p < P; p++) acc[t][i][p] = _mm256_fmadd_ps(av, bv[p], acc[t][i][p]);
+            }
+        }
+    }
+    for (; k < kc; k++)
+#pragma GCC unroll 16
+        for (int i = 0; i < H; i++) {
+            __m256 av = _mm256_broadcast_ss(a + (k * H + i) * LANES);
+#pragma GCC unroll 16
+            for (int p = 0; p < P; p++)
+                acc[0][i][p] = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + p * bs + k * NR), acc[0][i][p]);
+        }
+    float sum[4][MR * NR];
+#pragma GCC unroll 16
+    for (int i = 0; i < H; i++)
+#pragma GCC unroll 16
+        for (int p = 0; p < P; p++)
+            _mm256_storeu_ps(sum[p] + i * NR, S == 2 ? _mm256_add_ps(acc[0][i][p], acc[1][i][p])
+                                                     : acc[0][i][p]);
+    for (int p = 0; p < P && p * NR < w; p++) {
+        int wp = w - p * NR < NR ? w - p * NR : NR;
+        store_tile(sum[p], c + p * NR * cs, rs, cs, H, wp, alpha, beta, bias_i,
+                   bias_j ? bias_j + p * NR : NULL);
+    }
+}
+
+/* Panels per call for h rows: as many as keep h*P accumulators (times two
+ * sets for one row) plus P loads of B within 16 registers. */
+static int avx2_panels(int h)
+{
+    return h == MR ? 2 : h == 3 ? 3 : 4;
+}
+
+#define AVX2_CASE(H, P)                                                                          \
+    case (H) * 8 + (P): avx2_tile(H, P, kc, a, b, c, rs, cs, w, alpha, beta, bias_i, bias_j); break
+static AVX2_FN void avx2_block(int h, int np, int64_t kc, const float *a, const float *b, float *c,
+                               int64_t rs, int64_t cs, int w, float alpha, float beta,
+                               const float *bias_i, const float *bias_j)
+{
+    switch (h * 8 + np) {
+        AVX2_CASE(1, 1); AVX2_CASE(1, 2); AVX2_CASE(1, 3); AVX2_CASE(1, 4);
+        AVX2_CASE(2, 1); AVX2_CASE(2, 2); AVX2_CASE(2, 3); AVX2_CASE(2, 4);
+        AVX2_CASE(3, 1); AVX2_CASE(3, 2); AVX2_CASE(3, 3);
+        AVX2_CASE(4, 1); AVX2_CASE(4, 2);
+    default: break;
+    }
+}
+#undef AVX2_CASE
+#endif
+
+/* Which kernels run: AVX2+FMA where the CPU has them, unless TERN_ISA=generic
+ * (tests compare the two). */
+static bool use_avx2(void)
+{
+    static int v = -1;
+    int x = __atomic_load_n(&v, __ATOMIC_RELAXED);
+    if (x < 0) {
+#ifdef GEMM_HAVE_AVX2
+        const char *e = getenv("TERN_ISA");
+        x = (!e || strcmp(e, "generic") != 0) && __builtin_cpu_supports("avx2") &&
+            __builtin_cpu_supports("fma");
+#else
+        x = 0;
+#endif
+        __atomic_store_n(&v, x, __ATOMIC_RELAXED);
+    }
+    return x;
+}
+
 /* rows_kernel for a run-time h in [1, MR). */
 static void rows_tile(int h, int64_t kc, const float *a, const float *b, float *c, int64_t rs,
                       int64_t cs, int w, float alpha, float beta, const float *bias_i,
@@ -298,6 +407,8 @@ static void compute_range(void *arg, int64_t begin, int64_t end)
     const gemm_job *j = arg;
     const sgemm_out *o = &j->out;
     int64_t rs = o->trans ? 1 : o->ldc, cs = o->trans ? o->ldc : 1;
+    bool avx2 = use_avx2();
+    (void)avx2;
     for (int64_t t = begin; t < end; t++) {
         int64_t i0 = t % j->mtiles * j->mc, c0 = t / j->mtiles * NC;
         int64_t i1 = min64(i0 + j->mc, j->m), c1 = min64(c0 + NC, j->ns);
@@ -309,6 +420,20 @@ static void compute_range(void *arg, int64_t begin, int64_t end)
             for (int64_t ic = i0; ic < i1; ic += MR) {
                 const float *ap = pa + ic * kc * LANES;
                 int h = (int)min64(MR, i1 - ic);
+#ifdef GEMM_HAVE_AVX2
+                if (avx2) {
+                    int pmax = avx2_panels(h);
+                    for (int64_t jc = c0; jc < c1; jc += pmax * NR) {
+                        int64_t col = j->n0 + jc;
+                        int w = (int)min64(pmax * NR, c1 - jc);
+                        const float *bi = bias && !o->trans ? bias + ic : NULL;
+                        const float *bj = bias && o->trans ? bias + col : NULL;
+                        avx2_block(h, (w + NR - 1) / NR, kc, ap, pb + jc * kc, o->c + ic * rs + col * cs,
+                                   rs, cs, w, j->alpha, beta, bi, bj);
+                    }
+                    continue;
+                }
+#endif
                 for (int64_t jc = c0; jc < c1; jc += NR) {
                     int64_t col = j->n0 + jc;
                     float *c = o->c + ic * rs + col * cs;

@@ -16,7 +16,10 @@
  * per k from two 4-wide loads of B and four loads of A. For the latter to be
  * plain loads, packed A stores every element SGEMM_LANES times (a broadcast
  * done once at packing time instead of once per use). Packing and compute
- * are each split over the thread pool. A last panel of fewer than 4 rows
+ * are each split over the thread pool. Where the CPU has AVX2 and FMA
+ * (checked at run time; TERN_ISA=generic forces the portable kernels) the
+ * same packed panels go through FMA kernels that take two to four panels of
+ * B per call, for enough independent accumulators. A last panel of fewer than 4 rows
  * (all of A at batch 1) runs a kernel that computes only its real rows.
  *
  * The caller owns all memory: sgemm_pa_floats()/sgemm_pb_floats() size the
