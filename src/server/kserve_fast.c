@@ -313,8 +313,10 @@ static double parse_double(const char *s, size_t n, size_t *used)
  * ten (exact up to 10^22, else correctly rounded), is within 4 double ulps
  * (2^-51 relative) of the exact value. Rounding that to float gives the same
  * float as strtod-then-float unless the value lies within that distance of a
- * float rounding midpoint; numbers within 2^-47 of one go to strtod (about
- * one in four million). */
+ * float rounding midpoint. A normal float keeps the top 23 of the double's
+ * 52 fraction bits; the low 29 decide the rounding, whose midpoint is 2^28.
+ * Numbers whose low bits lie within 2^6 double ulps of it go to strtod
+ * (about one in four million). */
 static float parse_float(const char *s, size_t n, size_t *used)
 {
     static const double m10[] = {
@@ -329,20 +331,13 @@ static float parse_float(const char *s, size_t n, size_t *used)
     if (d.exact && d.exp10 >= -59 && d.exp10 <= 27) {
         if (d.m == 0) return d.neg ? -0.0f : 0.0f;
         double x = (double)d.m * (d.exp10 < 0 ? m10[-d.exp10] : pow10_d[d.exp10]);
-        if (x >= (double)FLT_MIN && x <= (double)FLT_MAX) {
+        uint64_t bits;
+        memcpy(&bits, &x, 8);
+        uint64_t low = bits & ((1ull << 29) - 1);
+        if (x >= (double)FLT_MIN && x <= (double)FLT_MAX &&
+            (low < (1ull << 28) - 64 || low > (1ull << 28) + 64)) {
             float f = (float)x;
-            uint32_t b;
-            memcpy(&b, &f, 4);
-            /* neighbours of a positive normal float: the bits one up and down */
-            uint32_t bu = b + 1, bd = b - 1;
-            float fu, fd;
-            memcpy(&fu, &bu, 4);
-            memcpy(&fd, &bd, 4);
-            /* float sums are exact in double, and halving is exact */
-            double mid_up = ((double)f + (double)fu) * 0.5,
-                   mid_down = ((double)f + (double)fd) * 0.5;
-            double margin = x * 0x1p-47;
-            if (fabs(x - mid_up) > margin && fabs(x - mid_down) > margin) return d.neg ? -f : f;
+            return d.neg ? -f : f;
         }
     }
     return (float)strtod_token(s, n);
