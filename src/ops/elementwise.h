@@ -10,7 +10,8 @@
  *
  * Inner loops are written per C type with the macros below, which give the
  * compiler a branch-free body for each of the stride cases so it can
- * vectorise them. float16 and bfloat16 have no loops of their own: ew_pick
+ * vectorise them; each is compiled for SSE2, AVX2 and AVX-512 and picked at
+ * run time (core/cpu.h). float16 and bfloat16 have no loops of their own: ew_pick
  * wraps the float32 loop with blockwise conversion (ew_half_loop).
  */
 #ifndef TERN_OPS_ELEMENTWISE_H
@@ -18,6 +19,7 @@
 
 #include <string.h>
 
+#include "core/cpu.h"
 #include "ops/op.h"
 
 #define EW_MAX_IN 3
@@ -65,8 +67,8 @@ tern_status *ew_bad_dtype(const op_ctx *c, tern_dtype dt);
  * P the ew_args. Unary expressions read `v`; binary ones `x` and `z`. */
 
 #define EW_UNARY_FN(name, T_, UT_, Y_, expr)                                                       \
-    static void name(const ew_args *p, const void *const *x_, const int64_t *st, void *y_,         \
-                     int64_t n)                                                                    \
+    static TERN_INLINE void name##_impl(const ew_args *p, const void *const *x_, const int64_t *st,  \
+                                        void *y_, int64_t n)                                       \
     {                                                                                              \
         typedef T_ T;                                                                              \
         typedef UT_ UT;                                                                            \
@@ -85,11 +87,15 @@ tern_status *ew_bad_dtype(const op_ctx *c, tern_dtype dt);
             Y_ r = (Y_)(expr);                                                                     \
             for (int64_t i = 0; i < n; i++) y[i] = r;                                              \
         }                                                                                          \
-    }
+    }                                                                                              \
+    TERN_MULTI_VOID(name,                                                                          \
+                    (const ew_args *p, const void *const *x_, const int64_t *st, void *y_,         \
+                     int64_t n),                                                                   \
+                    (p, x_, st, y_, n))
 
 #define EW_BINARY_FN(name, T_, UT_, Y_, expr)                                                      \
-    static void name(const ew_args *p, const void *const *x_, const int64_t *st, void *y_,         \
-                     int64_t n)                                                                    \
+    static TERN_INLINE void name##_impl(const ew_args *p, const void *const *x_, const int64_t *st,  \
+                                        void *y_, int64_t n)                                       \
     {                                                                                              \
         typedef T_ T;                                                                              \
         typedef UT_ UT;                                                                            \
@@ -120,7 +126,11 @@ tern_status *ew_bad_dtype(const op_ctx *c, tern_dtype dt);
             const Y_ r = (Y_)(expr);                                                               \
             for (int64_t i = 0; i < n; i++) y[i] = r;                                              \
         }                                                                                          \
-    }
+    }                                                                                              \
+    TERN_MULTI_VOID(name,                                                                          \
+                    (const ew_args *p, const void *const *x_, const int64_t *st, void *y_,         \
+                     int64_t n),                                                                   \
+                    (p, x_, st, y_, n))
 
 /* c ? a : b for float/double as a bit blend. GCC's default -ftrapping-math
  * will not vectorise a loop whose float arithmetic feeds a ?: or sits in one

@@ -23,8 +23,7 @@
  */
 #include "ops/linalg_gemm.h"
 
-#include <stdlib.h>
-#include <string.h>
+#include "core/cpu.h"
 
 #define MR SGEMM_MR
 #define NR SGEMM_NR
@@ -252,7 +251,7 @@ rows_kernel(int h, int64_t kc, const float *restrict a, const float *restrict b,
  * P panels give enough independent FMA chains (8 to 12 ymm accumulators) to
  * hide the FMA latency; a single row also deals its k steps to two sets of
  * accumulators. The tile is then stored panel by panel through store_tile. */
-#if defined(__x86_64__) || defined(__i386__)
+#ifdef TERN_HAVE_X86_MULTI
 #define GEMM_HAVE_AVX2 1
 #include <immintrin.h>
 #define AVX2_FN __attribute__((target("avx2,fma")))
@@ -332,23 +331,15 @@ static AVX2_FN void avx2_block(int h, int np, int64_t kc, const float *a, const 
 #undef AVX2_CASE
 #endif
 
-/* Which kernels run: AVX2+FMA where the CPU has them, unless TERN_ISA=generic
- * (tests compare the two). */
+/* Which kernels run: AVX2+FMA where the CPU has them (core/cpu.h; TERN_ISA=
+ * generic forces the portable ones, and tests compare the two). */
 static bool use_avx2(void)
 {
-    static int v = -1;
-    int x = __atomic_load_n(&v, __ATOMIC_RELAXED);
-    if (x < 0) {
 #ifdef GEMM_HAVE_AVX2
-        const char *e = getenv("TERN_ISA");
-        x = (!e || strcmp(e, "generic") != 0) && __builtin_cpu_supports("avx2") &&
-            __builtin_cpu_supports("fma");
+    return tern_isa() >= TERN_ISA_AVX2;
 #else
-        x = 0;
+    return false;
 #endif
-        __atomic_store_n(&v, x, __ATOMIC_RELAXED);
-    }
-    return x;
 }
 
 /* rows_kernel for a run-time h in [1, MR). */

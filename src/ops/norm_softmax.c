@@ -18,13 +18,14 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/cpu.h"
 #include "ops/norm_softmax.h"
 #include "ops/reduce_util.h"
 
 enum { SM_SOFT, SM_LOG, SM_HARD };
 
 /* Softmax of one contiguous float32 row of n > 0 elements. */
-static void softmax_row_f32(const float *x, float *y, int64_t n, int kind)
+static TERN_INLINE void softmax_row_f32(const float *x, float *y, int64_t n, int kind)
 {
     if (kind == SM_HARD) {
         int64_t best = 0;
@@ -52,19 +53,21 @@ typedef struct sm_job {
     int kind;
 } sm_job;
 
-static void softmax_rows(void *arg, int64_t b, int64_t e)
+static TERN_INLINE void softmax_rows_impl(void *arg, int64_t b, int64_t e)
 {
     const sm_job *j = arg;
     for (int64_t r = b; r < e; r++)
         softmax_row_f32(j->x + r * j->n, j->y + r * j->n, j->n, j->kind);
 }
 
+TERN_MULTI_VOID(softmax_rows, (void *arg, int64_t b, int64_t e), (arg, b, e))
+
 /* Softmax along a strided axis ([outer, n, inner], inner > 1): each item is
  * one outer index and a tile of up to SM_TILE lanes of inner, so the loops
  * run along contiguous memory and the per-lane max / sum fit on the stack. */
 enum { SM_TILE = 64 };
 
-static void softmax_tiles(void *arg, int64_t b, int64_t e)
+static TERN_INLINE void softmax_tiles_impl(void *arg, int64_t b, int64_t e)
 {
     const sm_job *j = arg;
     int64_t n = j->n, inner = j->inner, tiles = (inner + SM_TILE - 1) / SM_TILE;
@@ -97,6 +100,7 @@ static void softmax_tiles(void *arg, int64_t b, int64_t e)
         }
     }
 }
+TERN_MULTI_VOID(softmax_tiles, (void *arg, int64_t b, int64_t e), (arg, b, e))
 
 /* Reference kernel over [outer, n, inner] in double. */
 static void softmax_ref(const double *x, double *y, int64_t outer, int64_t n, int64_t inner,
