@@ -135,18 +135,23 @@ void sgemm_pack_a(tpool *pool, int64_t m, int64_t k, const float *a, int64_t rs,
 
 /* ---- micro-kernels ------------------------------------------------------ */
 
+/* The portable kernels work on half a panel, HW = NR/2 columns (two SSE
+ * registers per row: a whole panel's 4x4 accumulators would not fit in 16
+ * xmm registers), reading B with the panel's row stride NR. */
+#define HW (NR / 2)
+
 /* C tile (h x w valid) = alpha * acc + beta * C (+ bias_i[i] on row i or
- * bias_j[j] on column j), acc (i, j) at acc[i*NR + j], C element (i, j) at
+ * bias_j[j] on column j), acc (i, j) at acc[i*ast + j], C element (i, j) at
  * c[i*rs + j*cs]. */
-static inline void store_tile(const float *acc, float *restrict c, int64_t rs, int64_t cs, int h,
-                              int w, float alpha, float beta, const float *bias_i,
+static inline void store_tile(const float *acc, int ast, float *restrict c, int64_t rs, int64_t cs,
+                              int h, int w, float alpha, float beta, const float *bias_i,
                               const float *bias_j)
 {
-    if (w == NR && cs == 1 && !bias_j) {
+    if (cs == 1 && !bias_j) {
         for (int i = 0; i < h; i++) {
             float *cr = c + i * rs, bi = bias_i ? bias_i[i] : 0.0f;
-            for (int j = 0; j < NR; j++) {
-                float x = alpha * acc[i * NR + j] + bi;
+            for (int j = 0; j < w; j++) {
+                float x = alpha * acc[i * ast + j] + bi;
                 cr[j] = beta == 0.0f ? x : x + beta * cr[j];
             }
         }
@@ -154,7 +159,7 @@ static inline void store_tile(const float *acc, float *restrict c, int64_t rs, i
     }
     for (int j = 0; j < w; j++)
         for (int i = 0; i < h; i++) {
-            float x = alpha * acc[i * NR + j];
+            float x = alpha * acc[i * ast + j];
             if (bias_i) x += bias_i[i];
             if (bias_j) x += bias_j[j];
             float *p = c + i * rs + j * cs;
@@ -162,17 +167,17 @@ static inline void store_tile(const float *acc, float *restrict c, int64_t rs, i
         }
 }
 
-/* C tile (MR x w valid of MR x NR) = alpha * A panel * B panel + beta * C
- * (+ bias), as store_tile. acc[i][v][l] is row i, column v*LANES + l: each
- * [i][v] row of LANES floats maps onto one xmm register, which gcc keeps in
- * registers across the loop. The lane loop runs downwards on purpose: gcc 12
- * then emits the vector loads in order; written upwards it reverses every
- * operand with a shuffle. */
+/* C tile (MR x w valid of MR x HW) = alpha * A panel * half a B panel +
+ * beta * C (+ bias), as store_tile. acc[i][v][l] is row i, column
+ * v*LANES + l: each [i][v] row of LANES floats maps onto one xmm register,
+ * which gcc keeps in registers across the loop. The lane loop runs
+ * downwards on purpose: gcc 12 then emits the vector loads in order;
+ * written upwards it reverses every operand with a shuffle. */
 static inline void micro_kernel(int64_t kc, const float *restrict a, const float *restrict b,
                                 float *restrict c, int64_t rs, int64_t cs, int w, float alpha,
                                 float beta, const float *bias_i, const float *bias_j)
 {
-    enum { NV = NR / LANES };
+    enum { NV = HW / LANES };
     float acc[MR][NV][LANES];
     for (int i = 0; i < MR; i++)
         for (int v = 0; v < NV; v++)
@@ -186,7 +191,7 @@ static inline void micro_kernel(int64_t kc, const float *restrict a, const float
         a += MR * LANES;
         b += NR;
     }
-    store_tile(&acc[0][0][0], c, rs, cs, MR, w, alpha, beta, bias_i, bias_j);
+    store_tile(&acc[0][0][0], HW, c, rs, cs, MR, w, alpha, beta, bias_i, bias_j);
 }
 
 /* micro_kernel for a last panel of A of h < MR rows (at batch 1, all of A):
@@ -206,9 +211,9 @@ rows_kernel(int h, int64_t kc, const float *restrict a, const float *restrict b,
             int64_t rs, int64_t cs, int w, float alpha, float beta, const float *bias_i,
             const float *bias_j)
 {
-    enum { NV = NR / LANES };
+    enum { NV = HW / LANES };
     const int s = h == 1 ? 2 : 1;
-    float acc[2][MR - 1][NV][LANES], rest[MR - 1][NV][LANES], sum[MR - 1][NR];
+    float acc[2][MR - 1][NV][LANES], rest[MR - 1][NV][LANES], sum[MR - 1][HW];
     for (int i = 0; i < h; i++)
         for (int v = 0; v < NV; v++)
             for (int l = 0; l < LANES; l++) {
@@ -241,105 +246,7 @@ rows_kernel(int h, int64_t kc, const float *restrict a, const float *restrict b,
                 for (int t = 0; t < s; t++) x += acc[t][i][v][l];
                 sum[i][v * LANES + l] = x;
             }
-    store_tile(&sum[0][0], c, rs, cs, h, w, alpha, beta, bias_i, bias_j);
-}
-
-/* ---- AVX2 + FMA kernels (chosen at run time) ------------------------------ *
- * The same packed formats as the portable kernels, read differently: an A
- * element is broadcast from the first of its LANES copies, and one call
- * covers P adjacent NR-column panels of B (at b + p*kc*NR), so that h rows x
- * P panels give enough independent FMA chains (8 to 12 ymm accumulators) to
- * hide the FMA latency; a single row also deals its k steps to two sets of
- * accumulators. The tile is then stored panel by panel through store_tile. */
-#ifdef TERN_HAVE_X86_MULTI
-#define GEMM_HAVE_AVX2 1
-#include <immintrin.h>
-#define AVX2_FN __attribute__((target("avx2,fma")))
-
-static inline __attribute__((always_inline)) AVX2_FN void
-avx2_tile(int H, int P, int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
-          int64_t rs, int64_t cs, int w, float alpha, float beta, const float *bias_i,
-          const float *bias_j)
-{
-    const int S = H == 1 ? 2 : 1;
-    const int64_t bs = kc * NR;
-    __m256 acc[2][MR][4];
-#pragma GCC unroll 16
-    for (int t = 0; t < S; t++)
-#pragma GCC unroll 16
-        for (int i = 0; i < H; i++)
-#pragma GCC unroll 16
-            for (int p = 0; p < P; p++) acc[t][i][p] = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + S <= kc; k += S) {
-#pragma GCC unroll 16
-        for (int t = 0; t < S; t++) {
-            __m256 bv[4];
-#pragma GCC unroll 16
-            for (int p = 0; p < P; p++) bv[p] = _mm256_loadu_ps(b + p * bs + (k + t) * NR);
-#pragma GCC unroll 16
-            for (int i = 0; i < H; i++) {
-                __m256 av = _mm256_broadcast_ss(a + ((k + t) * H + i) * LANES);
-#pragma GCC unroll 16
-                for (int p = 0; p < P; p++) acc[t][i][p] = _mm256_fmadd_ps(av, bv[p], acc[t][i][p]);
-            }
-        }
-    }
-    for (; k < kc; k++)
-#pragma GCC unroll 16
-        for (int i = 0; i < H; i++) {
-            __m256 av = _mm256_broadcast_ss(a + (k * H + i) * LANES);
-#pragma GCC unroll 16
-            for (int p = 0; p < P; p++)
-                acc[0][i][p] = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + p * bs + k * NR), acc[0][i][p]);
-        }
-    float sum[4][MR * NR];
-#pragma GCC unroll 16
-    for (int i = 0; i < H; i++)
-#pragma GCC unroll 16
-        for (int p = 0; p < P; p++)
-            _mm256_storeu_ps(sum[p] + i * NR, S == 2 ? _mm256_add_ps(acc[0][i][p], acc[1][i][p])
-                                                     : acc[0][i][p]);
-    for (int p = 0; p < P && p * NR < w; p++) {
-        int wp = w - p * NR < NR ? w - p * NR : NR;
-        store_tile(sum[p], c + p * NR * cs, rs, cs, H, wp, alpha, beta, bias_i,
-                   bias_j ? bias_j + p * NR : NULL);
-    }
-}
-
-/* Panels per call for h rows: as many as keep h*P accumulators (times two
- * sets for one row) plus P loads of B within 16 registers. */
-static int avx2_panels(int h)
-{
-    return h == MR ? 2 : h == 3 ? 3 : 4;
-}
-
-#define AVX2_CASE(H, P)                                                                          \
-    case (H) * 8 + (P): avx2_tile(H, P, kc, a, b, c, rs, cs, w, alpha, beta, bias_i, bias_j); break
-static AVX2_FN void avx2_block(int h, int np, int64_t kc, const float *a, const float *b, float *c,
-                               int64_t rs, int64_t cs, int w, float alpha, float beta,
-                               const float *bias_i, const float *bias_j)
-{
-    switch (h * 8 + np) {
-        AVX2_CASE(1, 1); AVX2_CASE(1, 2); AVX2_CASE(1, 3); AVX2_CASE(1, 4);
-        AVX2_CASE(2, 1); AVX2_CASE(2, 2); AVX2_CASE(2, 3); AVX2_CASE(2, 4);
-        AVX2_CASE(3, 1); AVX2_CASE(3, 2); AVX2_CASE(3, 3);
-        AVX2_CASE(4, 1); AVX2_CASE(4, 2);
-    default: break;
-    }
-}
-#undef AVX2_CASE
-#endif
-
-/* Which kernels run: AVX2+FMA where the CPU has them (core/cpu.h; TERN_ISA=
- * generic forces the portable ones, and tests compare the two). */
-static bool use_avx2(void)
-{
-#ifdef GEMM_HAVE_AVX2
-    return tern_isa() >= TERN_ISA_AVX2;
-#else
-    return false;
-#endif
+    store_tile(&sum[0][0], HW, c, rs, cs, h, w, alpha, beta, bias_i, bias_j);
 }
 
 /* rows_kernel for a run-time h in [1, MR). */
@@ -353,6 +260,134 @@ static void rows_tile(int h, int64_t kc, const float *a, const float *b, float *
     default: rows_kernel(3, kc, a, b, c, rs, cs, w, alpha, beta, bias_i, bias_j);
     }
 }
+
+/* One panel (h rows, w <= NR columns) with the portable kernels, as two
+ * halves. */
+static void generic_panel(int h, int64_t kc, const float *a, const float *b, float *c, int64_t rs,
+                          int64_t cs, int w, float alpha, float beta, const float *bias_i,
+                          const float *bias_j)
+{
+    for (int half = 0; half < 2 && half * HW < w; half++) {
+        int wh = w - half * HW < HW ? w - half * HW : HW;
+        const float *bh = b + half * HW, *bj = bias_j ? bias_j + half * HW : NULL;
+        float *ch = c + half * HW * cs;
+        if (h == MR)
+            micro_kernel(kc, a, bh, ch, rs, cs, wh, alpha, beta, bias_i, bj);
+        else
+            rows_tile(h, kc, a, bh, ch, rs, cs, wh, alpha, beta, bias_i, bj);
+    }
+}
+
+/* ---- AVX2 + FMA and AVX-512 kernels (chosen at run time) ------------------ *
+ * The same packed formats, read differently: an A element is broadcast from
+ * the first of its LANES copies, and one call covers P adjacent panels of B
+ * (panel p at b + p*kc*NR): two ymm or one zmm register per panel row. h
+ * rows x P panels give enough independent FMA chains (8 to 16 accumulators)
+ * to hide the FMA latency; a single row also deals its k steps to two sets
+ * of accumulators. The tile is then stored panel by panel through
+ * store_tile. */
+#ifdef TERN_HAVE_X86_MULTI
+#define GEMM_HAVE_X86 1
+#include <immintrin.h>
+
+static inline TERN_TARGET_AVX512 __m512 bcast512(const float *p)
+{
+    return _mm512_set1_ps(*p);
+}
+
+#define VEC_TILE(NAME, TARGET, VT, VW, LOAD, BCAST, FMA, ZERO, ADD, STORE)                         \
+    static inline __attribute__((always_inline)) TARGET void NAME(                                  \
+        int H, int P, int64_t kc, const float *restrict a, const float *restrict b,                \
+        float *restrict c, int64_t rs, int64_t cs, int w, float alpha, float beta,                 \
+        const float *bias_i, const float *bias_j)                                                  \
+    {                                                                                              \
+        enum { PV = NR / VW }; /* vectors per panel row */                                         \
+        const int S = H == 1 ? 2 : 1, V = P * PV;                                                  \
+        const int64_t bs = kc * NR;                                                                \
+        VT acc[2][MR][4 * PV];                                                                     \
+        _Pragma("GCC unroll 16") for (int t = 0; t < S; t++)                                       \
+            _Pragma("GCC unroll 16") for (int i = 0; i < H; i++)                                   \
+                _Pragma("GCC unroll 16") for (int v = 0; v < V; v++) acc[t][i][v] = ZERO();        \
+        int64_t k = 0;                                                                             \
+        for (; k + S <= kc; k += S) {                                                              \
+            _Pragma("GCC unroll 16") for (int t = 0; t < S; t++)                                   \
+            {                                                                                      \
+                VT bv[4 * PV];                                                                     \
+                _Pragma("GCC unroll 16") for (int v = 0; v < V; v++) bv[v] =                       \
+                    LOAD(b + v / PV * bs + (k + t) * NR + v % PV * VW);                            \
+                _Pragma("GCC unroll 16") for (int i = 0; i < H; i++)                               \
+                {                                                                                  \
+                    VT av = BCAST(a + ((k + t) * H + i) * LANES);                                  \
+                    _Pragma("GCC unroll 16") for (int v = 0; v < V; v++) acc[t][i][v] =            \
+                        FMA(av, bv[v], acc[t][i][v]);                                              \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        for (; k < kc; k++)                                                                        \
+            _Pragma("GCC unroll 16") for (int i = 0; i < H; i++)                                   \
+            {                                                                                      \
+                VT av = BCAST(a + (k * H + i) * LANES);                                            \
+                _Pragma("GCC unroll 16") for (int v = 0; v < V; v++) acc[0][i][v] =                \
+                    FMA(av, LOAD(b + v / PV * bs + k * NR + v % PV * VW), acc[0][i][v]);           \
+            }                                                                                      \
+        float sum[4][MR * NR];                                                                     \
+        _Pragma("GCC unroll 16") for (int i = 0; i < H; i++)                                       \
+            _Pragma("GCC unroll 16") for (int v = 0; v < V; v++)                                   \
+                STORE(sum[v / PV] + i * NR + v % PV * VW,                                          \
+                      S == 2 ? ADD(acc[0][i][v], acc[1][i][v]) : acc[0][i][v]);                    \
+        for (int p = 0; p < P && p * NR < w; p++) {                                                \
+            int wp = w - p * NR < NR ? w - p * NR : NR;                                            \
+            store_tile(sum[p], NR, c + p * NR * cs, rs, cs, H, wp, alpha, beta, bias_i,            \
+                       bias_j ? bias_j + p * NR : NULL);                                           \
+        }                                                                                          \
+    }
+
+VEC_TILE(avx2_tile, TERN_TARGET_AVX2, __m256, 8, _mm256_loadu_ps, _mm256_broadcast_ss,
+         _mm256_fmadd_ps, _mm256_setzero_ps, _mm256_add_ps, _mm256_storeu_ps)
+VEC_TILE(avx512_tile, TERN_TARGET_AVX512, __m512, 16, _mm512_loadu_ps, bcast512,
+         _mm512_fmadd_ps, _mm512_setzero_ps, _mm512_add_ps, _mm512_storeu_ps)
+
+/* Panels per call for h rows: h*P (times two sets for one row) accumulators
+ * plus the loads of B within the register file (16 ymm, 32 zmm). */
+static int vec_panels(int isa, int h)
+{
+    if (isa >= TERN_ISA_AVX512) return 4;
+    return h == 1 || h == 2 ? 2 : 1;
+}
+
+#define TILE_CASE(F, H, P)                                                                        \
+    case (H) * 8 + (P): F(H, P, kc, a, b, c, rs, cs, w, alpha, beta, bias_i, bias_j); break
+static TERN_TARGET_AVX2 void avx2_block(int h, int np, int64_t kc, const float *a, const float *b,
+                                        float *c, int64_t rs, int64_t cs, int w, float alpha,
+                                        float beta, const float *bias_i, const float *bias_j)
+{
+    switch (h * 8 + np) {
+        TILE_CASE(avx2_tile, 1, 1); TILE_CASE(avx2_tile, 1, 2);
+        TILE_CASE(avx2_tile, 2, 1); TILE_CASE(avx2_tile, 2, 2);
+        TILE_CASE(avx2_tile, 3, 1);
+        TILE_CASE(avx2_tile, 4, 1);
+    default: break;
+    }
+}
+static TERN_TARGET_AVX512 void avx512_block(int h, int np, int64_t kc, const float *a,
+                                            const float *b, float *c, int64_t rs, int64_t cs,
+                                            int w, float alpha, float beta, const float *bias_i,
+                                            const float *bias_j)
+{
+    switch (h * 8 + np) {
+        TILE_CASE(avx512_tile, 1, 1); TILE_CASE(avx512_tile, 1, 2);
+        TILE_CASE(avx512_tile, 1, 3); TILE_CASE(avx512_tile, 1, 4);
+        TILE_CASE(avx512_tile, 2, 1); TILE_CASE(avx512_tile, 2, 2);
+        TILE_CASE(avx512_tile, 2, 3); TILE_CASE(avx512_tile, 2, 4);
+        TILE_CASE(avx512_tile, 3, 1); TILE_CASE(avx512_tile, 3, 2);
+        TILE_CASE(avx512_tile, 3, 3); TILE_CASE(avx512_tile, 3, 4);
+        TILE_CASE(avx512_tile, 4, 1); TILE_CASE(avx512_tile, 4, 2);
+        TILE_CASE(avx512_tile, 4, 3); TILE_CASE(avx512_tile, 4, 4);
+    default: break;
+    }
+}
+#undef TILE_CASE
+#endif
 
 /* ---- driver ------------------------------------------------------------- */
 
@@ -398,8 +433,8 @@ static void compute_range(void *arg, int64_t begin, int64_t end)
     const gemm_job *j = arg;
     const sgemm_out *o = &j->out;
     int64_t rs = o->trans ? 1 : o->ldc, cs = o->trans ? o->ldc : 1;
-    bool avx2 = use_avx2();
-    (void)avx2;
+    int isa = tern_isa();
+    (void)isa;
     for (int64_t t = begin; t < end; t++) {
         int64_t i0 = t % j->mtiles * j->mc, c0 = t / j->mtiles * NC;
         int64_t i1 = min64(i0 + j->mc, j->m), c1 = min64(c0 + NC, j->ns);
@@ -411,30 +446,29 @@ static void compute_range(void *arg, int64_t begin, int64_t end)
             for (int64_t ic = i0; ic < i1; ic += MR) {
                 const float *ap = pa + ic * kc * LANES;
                 int h = (int)min64(MR, i1 - ic);
-#ifdef GEMM_HAVE_AVX2
-                if (avx2) {
-                    int pmax = avx2_panels(h);
-                    for (int64_t jc = c0; jc < c1; jc += pmax * NR) {
-                        int64_t col = j->n0 + jc;
-                        int w = (int)min64(pmax * NR, c1 - jc);
-                        const float *bi = bias && !o->trans ? bias + ic : NULL;
-                        const float *bj = bias && o->trans ? bias + col : NULL;
-                        avx2_block(h, (w + NR - 1) / NR, kc, ap, pb + jc * kc, o->c + ic * rs + col * cs,
-                                   rs, cs, w, j->alpha, beta, bi, bj);
-                    }
-                    continue;
-                }
+                int pmax = 1;
+#ifdef GEMM_HAVE_X86
+                if (isa >= TERN_ISA_AVX2) pmax = vec_panels(isa, h);
 #endif
-                for (int64_t jc = c0; jc < c1; jc += NR) {
+                for (int64_t jc = c0; jc < c1; jc += pmax * NR) {
                     int64_t col = j->n0 + jc;
                     float *c = o->c + ic * rs + col * cs;
-                    int w = (int)min64(NR, c1 - jc);
+                    int w = (int)min64(pmax * NR, c1 - jc), np = (w + NR - 1) / NR;
                     const float *bi = bias && !o->trans ? bias + ic : NULL;
                     const float *bj = bias && o->trans ? bias + col : NULL;
-                    if (h == MR)
-                        micro_kernel(kc, ap, pb + jc * kc, c, rs, cs, w, j->alpha, beta, bi, bj);
-                    else
-                        rows_tile(h, kc, ap, pb + jc * kc, c, rs, cs, w, j->alpha, beta, bi, bj);
+                    const float *bp = pb + jc * kc;
+#ifdef GEMM_HAVE_X86
+                    if (isa >= TERN_ISA_AVX512) {
+                        avx512_block(h, np, kc, ap, bp, c, rs, cs, w, j->alpha, beta, bi, bj);
+                        continue;
+                    }
+                    if (isa >= TERN_ISA_AVX2) {
+                        avx2_block(h, np, kc, ap, bp, c, rs, cs, w, j->alpha, beta, bi, bj);
+                        continue;
+                    }
+#endif
+                    (void)np;
+                    generic_panel(h, kc, ap, bp, c, rs, cs, w, j->alpha, beta, bi, bj);
                 }
             }
         }

@@ -11,17 +11,16 @@
  * stay in cache) through a callback, which lets Conv write its im2col matrix
  * straight into packed form without materialising it.
  *
- * The micro-kernel is plain C that gcc -O3 turns into SSE2 mulps/addps with
- * no shuffles: a 4x8 tile of accumulators held in 8 xmm registers, updated
- * per k from two 4-wide loads of B and four loads of A. For the latter to be
- * plain loads, packed A stores every element SGEMM_LANES times (a broadcast
- * done once at packing time instead of once per use). Packing and compute
- * are each split over the thread pool. Where the CPU has AVX2 and FMA
- * (checked at run time; TERN_ISA=generic forces the portable kernels) the
- * same packed panels go through FMA kernels that take two to four panels of
- * B per call, for enough independent accumulators. A last panel of fewer than 4 rows
- * (all of A at batch 1) runs a kernel that computes only its real rows.
- *
+ * Panels are 16 columns wide: one AVX-512 register, two AVX2 ones. Where
+ * the CPU has them (checked at run time, core/cpu.h) FMA kernels take 1-4
+ * panels per call for 8-16 independent accumulators; the portable kernels,
+ * plain C that gcc -O3 turns into SSE2 mulps/addps with no shuffles, work
+ * on half a panel (a 4x8 tile in 8 xmm registers). For the portable
+ * kernel's A loads to be plain loads, packed A stores every element
+ * SGEMM_LANES times (the vector kernels broadcast the first copy). Packing
+ * and compute are each split over the thread pool. A last panel of fewer
+ * than 4 rows (all of A at batch 1) runs kernels that compute only its real
+ * rows.
  * The caller owns all memory: sgemm_pa_floats()/sgemm_pb_floats() size the
  * two packing buffers (kernels take them from op_scratch once per call and
  * reuse them across batch items and groups).
@@ -36,7 +35,7 @@
 #include "core/tpool.h"
 
 #define SGEMM_MR 4
-#define SGEMM_NR 8
+#define SGEMM_NR 16
 #define SGEMM_KC 256
 #define SGEMM_LANES 4 /* floats per SSE register */
 

@@ -101,7 +101,7 @@ static void test_shapes(void **state)
 {
     (void)state;
     uint64_t seed = 12345;
-    static const int64_t ns[] = {1, 7, 8, 9, 16, 17, 24, 33, 40, 65, 130};
+    static const int64_t ns[] = {1, 7, 8, 9, 15, 16, 17, 24, 31, 33, 40, 47, 63, 65, 130};
     static const int64_t ks[] = {1, 3, 8, 255, 256, 257, 600};
     for (int threads = 1; threads <= 2; threads++) {
         tpool *pool = tpool_create(threads);
