@@ -12,7 +12,9 @@
  * The first k-block applies beta (and the bias) to C, the others
  * accumulate. A is packed once for the whole call by the caller
  * (sgemm_pack_a), in k-blocks of MR-row panels with every element repeated
- * LANES times, so block (k0, i0) starts at pa + (k0*Mp + i0*kc) * LANES;
+ * LANES times for the portable kernels (once for the vector kernels, which
+ * broadcast as they load: a_lanes()), so block (k0, i0) starts at
+ * pa + (k0*Mp + i0*kc) * a_lanes();
  * a last panel of h < MR rows holds those h rows only.
  *
  * A B packed ahead of time (sgemm_pack_b_all, for weights) is one
@@ -48,6 +50,13 @@ static int64_t superblock_cols(int64_t n, int64_t k)
     if (ns < NC) ns = NC;
     if (ns >= n) ns = round_up(n, NR);
     return ns;
+}
+
+/* Copies of each A element in packed A: LANES for the portable kernels,
+ * one for the vector ones. Fixed for the process (tern_isa() is). */
+static inline int64_t a_lanes(void)
+{
+    return tern_isa() >= TERN_ISA_AVX2 ? 1 : LANES;
 }
 
 size_t sgemm_pa_floats(int64_t m, int64_t k)
@@ -105,7 +114,7 @@ typedef struct pack_a_job {
 } pack_a_job;
 
 /* Items are (k-block, row panel) pairs. Element (i, k) of a panel of h
- * rows goes to dst[(k*h + i)*LANES + l] for every lane l: h is MR but for
+ * rows goes to dst[(k*h + i)*al + l] for every lane l < al = a_lanes(): h is MR but for
  * the last panel of an m not a multiple of MR, which rows_kernel reads
  * without padding. */
 static void pack_a_range(void *arg, int64_t begin, int64_t end)
@@ -115,12 +124,13 @@ static void pack_a_range(void *arg, int64_t begin, int64_t end)
     for (int64_t it = begin; it < end; it++) {
         int64_t k0 = it / panels * KC, i0 = it % panels * MR;
         int64_t kc = min64(KC, j->k - k0), h = min64(MR, j->m - i0);
-        float *dst = j->pa + (k0 * j->mp + i0 * kc) * LANES;
+        int64_t al = a_lanes();
+        float *dst = j->pa + (k0 * j->mp + i0 * kc) * al;
         const float *src = j->a + i0 * j->rs + k0 * j->cs;
         for (int i = 0; i < h; i++)
             for (int64_t k = 0; k < kc; k++) {
                 float v = src[i * j->rs + k * j->cs];
-                for (int l = 0; l < LANES; l++) dst[(k * h + i) * LANES + l] = v;
+                for (int64_t l = 0; l < al; l++) dst[(k * h + i) * al + l] = v;
             }
     }
 }
@@ -279,8 +289,8 @@ static void generic_panel(int h, int64_t kc, const float *a, const float *b, flo
 }
 
 /* ---- AVX2 + FMA and AVX-512 kernels (chosen at run time) ------------------ *
- * The same packed formats, read differently: an A element is broadcast from
- * the first of its LANES copies, and one call covers P adjacent panels of B
+ * The same packed B, read differently, and packed A without copies: an A
+ * element is broadcast as it is loaded, and one call covers P adjacent panels of B
  * (panel p at b + p*kc*NR): two ymm or one zmm register per panel row. h
  * rows x P panels give enough independent FMA chains (8 to 16 accumulators)
  * to hide the FMA latency; a single row also deals its k steps to two sets
@@ -317,7 +327,7 @@ static inline TERN_TARGET_AVX512 __m512 bcast512(const float *p)
                     LOAD(b + v / PV * bs + (k + t) * NR + v % PV * VW);                            \
                 _Pragma("GCC unroll 16") for (int i = 0; i < H; i++)                               \
                 {                                                                                  \
-                    VT av = BCAST(a + ((k + t) * H + i) * LANES);                                  \
+                    VT av = BCAST(a + (k + t) * H + i);                                            \
                     _Pragma("GCC unroll 16") for (int v = 0; v < V; v++) acc[t][i][v] =            \
                         FMA(av, bv[v], acc[t][i][v]);                                              \
                 }                                                                                  \
@@ -326,7 +336,7 @@ static inline TERN_TARGET_AVX512 __m512 bcast512(const float *p)
         for (; k < kc; k++)                                                                        \
             _Pragma("GCC unroll 16") for (int i = 0; i < H; i++)                                   \
             {                                                                                      \
-                VT av = BCAST(a + (k * H + i) * LANES);                                            \
+                VT av = BCAST(a + k * H + i);                                                      \
                 _Pragma("GCC unroll 16") for (int v = 0; v < V; v++) acc[0][i][v] =                \
                     FMA(av, LOAD(b + v / PV * bs + k * NR + v % PV * VW), acc[0][i][v]);           \
             }                                                                                      \
@@ -434,6 +444,7 @@ static void compute_range(void *arg, int64_t begin, int64_t end)
     const sgemm_out *o = &j->out;
     int64_t rs = o->trans ? 1 : o->ldc, cs = o->trans ? o->ldc : 1;
     int isa = tern_isa();
+    int64_t al = a_lanes();
     (void)isa;
     for (int64_t t = begin; t < end; t++) {
         int64_t i0 = t % j->mtiles * j->mc, c0 = t / j->mtiles * NC;
@@ -442,9 +453,9 @@ static void compute_range(void *arg, int64_t begin, int64_t end)
             int64_t kc = min64(KC, j->k - k0);
             float beta = k0 == 0 ? j->beta : 1.0f;
             const float *bias = k0 == 0 ? o->bias : NULL;
-            const float *pa = j->pa + k0 * j->mp * LANES, *pb = j->pb + k0 * j->nsp;
+            const float *pa = j->pa + k0 * j->mp * al, *pb = j->pb + k0 * j->nsp;
             for (int64_t ic = i0; ic < i1; ic += MR) {
-                const float *ap = pa + ic * kc * LANES;
+                const float *ap = pa + ic * kc * al;
                 int h = (int)min64(MR, i1 - ic);
                 int pmax = 1;
 #ifdef GEMM_HAVE_X86
