@@ -12,6 +12,7 @@
 #include <tgmath.h>
 
 #include "ops/elementwise.h"
+#include "ops/reduce_util.h"
 
 /* min(max(v, lo), hi): lo > hi gives hi, as Clip specifies; NaN passes. */
 #define CLAMP(v, lo, hi) ((v) < (lo) ? ((lo) > (hi) ? (hi) : (lo)) : (v) > (hi) ? (hi) : (v))
@@ -82,22 +83,6 @@ static inline float fast_expf(float x)
     return p * s1 * s2;
 }
 
-/* tanh from fast_expf for |x| >= 0.625, Cephes' odd polynomial below (where
- * 1 - 2/(e^2|x| + 1) would cancel). Within 2 ulp. */
-static inline float fast_tanhf(float x)
-{
-    float a = ew_sel_f32(x < 0, -x, x);
-    float big = 1.0f - 2.0f / (fast_expf(2.0f * a) + 1.0f);
-    float z = x * x;
-    float p = -5.70498872745e-3f;
-    p = p * z + 2.06390887954e-2f;
-    p = p * z - 5.37397155531e-2f;
-    p = p * z + 1.33314422036e-1f;
-    p = p * z - 3.33332819422e-1f;
-    float small = p * z * x + x;
-    return ew_sel_f32(a < 0.625f, small, ew_sel_f32(x < 0, -big, big));
-}
-
 /* ---- math ----------------------------------------------------------------- */
 
 UN_FLOAT(abs, fabs(v))
@@ -145,7 +130,7 @@ UN_KERNEL(relu, EW_TBL_FLOAT(relu), EW_TBL_SINT(relu))
 EW_UNARY_FN(sigmoid_f32, float, float, float, 1.0f / (1.0f + fast_expf(-v)))
 EW_UNARY_FN(sigmoid_f64, double, double, double, 1.0 / (1.0 + exp(-v)))
 UN_KERNEL(sigmoid, EW_TBL_FLOAT(sigmoid))
-EW_UNARY_FN(tanh_f32, float, float, float, fast_tanhf(v))
+EW_UNARY_FN(tanh_f32, float, float, float, ru_tanhf(v))
 EW_UNARY_FN(tanh_f64, double, double, double, tanh(v))
 UN_KERNEL(tanh, EW_TBL_FLOAT(tanh))
 UN_FLOAT_KERNEL(softsign, v / ((T)1 + fabs(v)))

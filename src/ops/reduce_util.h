@@ -175,6 +175,23 @@ static inline float ru_expf(float x)
     return ru_select(under, 0.0f, y * scale);
 }
 
+/* tanh from ru_expf for |x| >= 0.625, Cephes' odd polynomial below (where
+ * 1 - 2/(e^2|x| + 1) would cancel). Within 2 ulp; branch-free like ru_expf. */
+static inline float ru_tanhf(float x)
+{
+    float a = ru_select(0u - (uint32_t)(x < 0), -x, x);
+    float big = 1.0f - 2.0f / (ru_expf(2.0f * a) + 1.0f);
+    float z = x * x;
+    float p = -5.70498872745e-3f;
+    p = p * z + 2.06390887954e-2f;
+    p = p * z - 5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z - 3.33332819422e-1f;
+    float small = p * z * x + x;
+    return ru_select(0u - (uint32_t)(a < 0.625f), small,
+                     ru_select(0u - (uint32_t)(x < 0), -big, big));
+}
+
 /* Grain for tpool_for: enough items per chunk for ~16k elements of work. */
 static inline int64_t ru_grain(int64_t work_per_item)
 {

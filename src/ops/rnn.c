@@ -27,7 +27,10 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/cpu.h"
+#include "ops/linalg_gemm.h"
 #include "ops/op.h"
+#include "ops/reduce_util.h"
 
 enum cell_kind { CELL_RNN, CELL_GRU, CELL_LSTM };
 
@@ -78,15 +81,15 @@ static bool name_eq_nocase(const char *a, const char *b)
 }
 
 /* Applies activation a to v[0..n) in place. */
-static void act_apply(const rnn_act *a, float *v, int64_t n)
+static TERN_INLINE void act_apply_impl(const rnn_act *a, float *v, int64_t n)
 {
     float al = a->alpha, be = a->beta;
     switch (a->kind) {
     case ACT_SIGMOID:
-        for (int64_t i = 0; i < n; i++) v[i] = 1.0f / (1.0f + expf(-v[i]));
+        for (int64_t i = 0; i < n; i++) v[i] = 1.0f / (1.0f + ru_expf(-v[i]));
         break;
     case ACT_TANH:
-        for (int64_t i = 0; i < n; i++) v[i] = tanhf(v[i]);
+        for (int64_t i = 0; i < n; i++) v[i] = ru_tanhf(v[i]);
         break;
     case ACT_RELU:
         for (int64_t i = 0; i < n; i++) v[i] = v[i] > 0 ? v[i] : 0;
@@ -101,7 +104,7 @@ static void act_apply(const rnn_act *a, float *v, int64_t n)
         for (int64_t i = 0; i < n; i++) v[i] = v[i] > al ? v[i] : 0;
         break;
     case ACT_SCALEDTANH:
-        for (int64_t i = 0; i < n; i++) v[i] = al * tanhf(be * v[i]);
+        for (int64_t i = 0; i < n; i++) v[i] = al * ru_tanhf(be * v[i]);
         break;
     case ACT_HARDSIGMOID:
         for (int64_t i = 0; i < n; i++) {
@@ -120,6 +123,8 @@ static void act_apply(const rnn_act *a, float *v, int64_t n)
         break;
     }
 }
+
+TERN_MULTI_VOID(act_apply, (const rnn_act *a, float *v, int64_t n), (a, v, n))
 
 static void clip_apply(float clip, float *v, int64_t n)
 {
@@ -166,47 +171,18 @@ static void flush_f32(tern_tensor *t, const float *buf)
     for (int64_t i = 0; i < t->numel; i++) dtype_set_f64(t->dtype, t->data, i, buf[i]);
 }
 
-/* ---- GEMM: C[m, n] (+)= sum_k A[m, k] * B[n, k] --------------------------- */
+/* ---- GEMM: C[m, n] = sum_k A[m, k] * B[n, k] ----------------------------- *
+ * B is a weight matrix as ONNX stores it, [n, k] row-major, read through
+ * the packed SGEMM as a transposed view. */
 
-typedef struct gemm_job {
-    int64_t M, K;
-    const float *A, *B;
-    int64_t lda, ldb, ldc;
-    float *C;
-    bool acc;
-} gemm_job;
-
-static float dot(const float *a, const float *b, int64_t k)
+static tern_status *gemm_nt(op_ctx *c, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                            const float *B, int64_t ldb, float *C, int64_t ldc)
 {
-    float s[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= k; i += 8)
-        for (int j = 0; j < 8; j++) s[j] += a[i + j] * b[i + j];
-    float r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-    for (; i < k; i++) r += a[i] * b[i];
-    return r;
-}
-
-static void gemm_cols(void *arg, int64_t n0, int64_t n1)
-{
-    const gemm_job *j = arg;
-    for (int64_t m = 0; m < j->M; m++) {
-        const float *a = j->A + m * j->lda;
-        float *cr = j->C + m * j->ldc;
-        for (int64_t n = n0; n < n1; n++) {
-            float v = dot(a, j->B + n * j->ldb, j->K);
-            cr[n] = j->acc ? cr[n] + v : v;
-        }
-    }
-}
-
-static void gemm_nt(op_ctx *c, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                    const float *B, int64_t ldb, float *C, int64_t ldc, bool acc)
-{
-    gemm_job j = {M, K, A, B, lda, ldb, ldc, C, acc};
-    int64_t work = M * K;
-    int64_t grain = work >= 4096 ? 8 : work ? (32768 / work) + 1 : N;
-    tpool_for(c->pool, N, grain, gemm_cols, &j);
+    float *work = NULL;
+    size_t wf = sgemm_is_small(M, N, K) ? 0 : sgemm_work_floats(M, N, K);
+    if (wf) TERN_TRY(op_scratch(c, wf * sizeof(float), (void **)&work));
+    sgemm(c->pool, M, N, K, 1.0f, A, lda, 1, B, 1, ldb, 0.0f, C, ldc, work);
+    return NULL;
 }
 
 /* ---- the recurrence ---------------------------------------------------- */
@@ -255,7 +231,7 @@ static tern_status *run_direction(op_ctx *c, const rnn_args *a, int d, bool reve
     if (a->kind == CELL_GRU) TERN_TRY(scratch_f32(c, 2 * H, &tmp));
 
     /* Phase 1: projection of every input row, rows in X's own order. */
-    gemm_nt(c, rows, GH, a->in, a->X, a->in, W, a->in, xw, GH, false);
+    TERN_TRY(gemm_nt(c, rows, GH, a->in, a->X, a->in, W, a->in, xw, GH));
     if (Wb) {
         /* GRU keeps Rb_h apart: it is scaled by r (linear_before_reset) or
          * added after the product with (r . H); both place it in the step. */
@@ -274,11 +250,19 @@ static tern_status *run_direction(op_ctx *c, const rnn_args *a, int d, bool reve
         }
     }
 
-    /* Phase 2: the recurrence. */
+    /* Phase 2: the recurrence. R is packed once for all steps; each step
+     * packs the state h and multiplies. */
+    const int64_t n_gates_r = a->kind == CELL_GRU && !a->lbr ? 2 * H : GH;
+    float *pr, *ph;
+    TERN_TRY(scratch_f32(c, (int64_t)sgemm_pb_all_floats(n_gates_r, H), &pr));
+    TERN_TRY(scratch_f32(c, (int64_t)sgemm_pa_floats(batch, H), &ph));
+    sgemm_view rv = {R, 1, H};
+    sgemm_pack_b_all(n_gates_r, H, sgemm_pack_view, &rv, pr);
+    sgemm_out ho = {hr, GH, false, NULL};
     for (int64_t s = 0; s < a->seq; s++) {
         const int64_t t = reverse ? a->seq - 1 - s : s;
-        int64_t n_gates_r = a->kind == CELL_GRU && !a->lbr ? 2 * H : GH;
-        gemm_nt(c, batch, n_gates_r, H, h, H, R, H, hr, GH, false);
+        sgemm_pack_a(c->pool, batch, H, h, H, 1, ph);
+        sgemm_prepacked(c->pool, batch, n_gates_r, H, 1.0f, ph, pr, 0.0f, &ho);
         for (int64_t b = 0; b < batch; b++) {
             bool live = !a->lens || t < a->lens[b];
             float *y = a->Y ? a->Y + y_row(a, t, d, b) * H : NULL;
@@ -328,7 +312,7 @@ static tern_status *run_direction(op_ctx *c, const rnn_args *a, int d, bool reve
                         gh[k] = x[2 * H + k] + gr[k] * (g[2 * H + k] + (Rb ? Rb[2 * H + k] : 0));
                 } else {
                     for (int64_t k = 0; k < H; k++) rh[k] = gr[k] * hb[k];
-                    gemm_nt(c, 1, H, H, rh, H, R + 2 * H * H, H, gh, H, false);
+                    TERN_TRY(gemm_nt(c, 1, H, H, rh, H, R + 2 * H * H, H, gh, H));
                     for (int64_t k = 0; k < H; k++)
                         gh[k] += x[2 * H + k] + (Rb ? Rb[2 * H + k] : 0);
                 }
