@@ -8,7 +8,8 @@
  *
  * Ownership: every type is opaque and comes as a pair create/free. Getters
  * never transfer ownership. tern_session_run() hands back output tensors the
- * caller owns and frees with tern_tensor_free().
+ * caller owns and frees with tern_tensor_free(); tern_session_run_into() can
+ * instead fill tensors the caller already holds (no allocation per run).
  */
 #ifndef TERN_ENGINE_H
 #define TERN_ENGINE_H
@@ -100,6 +101,10 @@ tern_options *tern_options_create(void);
 void tern_options_free(tern_options *o);
 /* Intra-op threads; 0 (the default) means 1. */
 void tern_options_set_threads(tern_options *o, int threads);
+/* Graph optimisation at load (constant folding, fusions; see graph/passes.h):
+ * 1 (the default) or 0. The environment variable TERN_OPTIMIZE=0 turns it
+ * off for every session. */
+void tern_options_set_optimize(tern_options *o, int on);
 
 typedef struct tern_session tern_session;
 
@@ -134,6 +139,26 @@ const tern_io_info *tern_session_output(const tern_session *s, int index);
  * session runs one inference at a time: concurrent callers are serialised. */
 tern_status *tern_session_run(tern_session *s, int n_inputs, const char *const *input_names,
                               const tern_tensor *const *inputs, tern_tensor **outputs);
+
+/* Runs the model into output tensors the caller keeps from run to run. For
+ * each j, outputs[j] is either NULL, and receives a new tensor as with
+ * tern_session_run(), or a tensor the caller owns, of output j's dtype and of
+ * exactly the shape the model produces for these inputs, whose buffer
+ * receives the result (an error naming the output if they differ; string
+ * elements are copied as with tern_tensor_set_string; a non-tensor output
+ * (sequence, optional) needs NULL). On error the tensors created by this
+ * call are freed and set back to NULL; the caller's keep their tensors but
+ * not necessarily their contents.
+ *
+ * The session plans its memory per set of input shapes: from the third run
+ * with the same shapes on (the first records a plan, the second sizes the
+ * memory to it), an inference whose outputs all come back into the caller's
+ * tensors makes no heap allocation in tern, whatever the number of threads.
+ * Exceptions: string outputs (each element is copied), and oneDNN, which
+ * allocates a few small blocks inside each primitive execution (convolution
+ * and pooling; TERN_DNNL=0 in the environment runs tern's own kernels). */
+tern_status *tern_session_run_into(tern_session *s, int n_inputs, const char *const *input_names,
+                                   const tern_tensor *const *inputs, tern_tensor **outputs);
 
 /* Opset version the model imports for a domain ("" is ai.onnx), or -1. */
 int64_t tern_session_opset(const tern_session *s, const char *domain);

@@ -3,9 +3,9 @@
  * API (and, for `check`, the reader and registry, to list every op even when
  * the model cannot load). Errors are one line on stderr and a non-zero exit.
  *
- *   tern check MODEL.onnx
+ *   tern check MODEL.onnx [--values] [--optimized]
  *   tern run MODEL.onnx --input NAME=FILE.npy [...] [--output-dir DIR]
- *            [--threads T] [--repeat N]
+ *            [--threads T] [--repeat N] [--no-optimize]
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,9 +13,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "cli/npy.h"
+#include "engine/fold.h"
 #include "graph/graph.h"
 #include "onnx/reader.h"
 #include "ops/op.h"
@@ -36,12 +38,13 @@ static int usage(FILE *f)
     fprintf(f,
             "tern %s - ONNX inference engine and model server\n\n"
             "usage:\n"
-            "  tern check MODEL.onnx [--values]\n"
+            "  tern check MODEL.onnx [--values] [--optimized]\n"
             "      print inputs, outputs, opsets and every op with whether tern supports it;\n"
             "      exit 1 if any op is unsupported or the model does not load;\n"
-            "      --values also prints the type of every value (declared or inferred)\n"
+            "      --values also prints the type of every value (declared or inferred);\n"
+            "      --optimized prints what the graph passes did and the ops left after them\n"
             "  tern run MODEL.onnx --input NAME=FILE.npy [--input ...] [--output-dir DIR]\n"
-            "           [--threads T] [--repeat N]\n"
+            "           [--threads T] [--repeat N] [--no-optimize]\n"
             "      run the model; write DIR/<output>.npy for every output (default DIR: .);\n"
             "      with --repeat N, time N runs after one warm-up and print JSON stats last\n"
             "  tern ops\n"
@@ -144,10 +147,56 @@ static int print_values(const char *path)
     return 0;
 }
 
+/* What the passes did to the main graph, and its ops after them. */
+static int print_optimized(const char *path)
+{
+    Onnx__ModelProto *proto;
+    tern_status *st = onnx_read_model_file(path, &proto);
+    if (st) return fail(st);
+    graph_model *m;
+    char *dir = strdup(path), *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    st = engine_build_model(proto, slash ? dir : ".", engine_optimize_wanted(true), &m);
+    free(dir);
+    if (st) return fail(st);
+    const graph *g = m->main;
+    printf("optimized: %d -> %d nodes\nrewrites:", m->main_nodes_before, g->n_nodes);
+    for (int k = 0; k < GRAPH_PASS_KINDS; k++)
+        if (m->rewrites[k]) printf(" %s=%d", graph_pass_name(k), m->rewrites[k]);
+    printf("\noptimized ops:\n");
+    bool *done = calloc((size_t)g->n_nodes + 1, sizeof *done);
+    for (int i = 0; done && i < g->n_nodes; i++) {
+        if (done[i]) continue;
+        const op_node *a = &g->nodes[i].op;
+        int count = 0;
+        for (int j = i; j < g->n_nodes; j++) {
+            const op_node *b = &g->nodes[j].op;
+            if (!done[j] && !strcmp(a->domain, b->domain) && !strcmp(a->op_type, b->op_type)) {
+                done[j] = true;
+                count++;
+            }
+        }
+        char name[256];
+        snprintf(name, sizeof name, "%s%s%s", a->domain, *a->domain ? "." : "", a->op_type);
+        printf("  %-40s x%d\n", name, count);
+    }
+    free(done);
+    graph_model_free(m);
+    return 0;
+}
+
 static int cmd_check(int argc, char **argv)
 {
-    bool values = argc == 2 && !strcmp(argv[1], "--values");
-    if (argc != 1 && !values) return usage(stderr);
+    bool values = false, optimized = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--values"))
+            values = true;
+        else if (!strcmp(argv[i], "--optimized"))
+            optimized = true;
+        else
+            return usage(stderr);
+    }
+    if (argc < 1) return usage(stderr);
     const char *path = argv[0];
     Onnx__ModelProto *proto;
     tern_status *st = onnx_read_model_file(path, &proto);
@@ -200,6 +249,7 @@ static int cmd_check(int argc, char **argv)
     if (st) return fail(st);
     tern_session_free(s);
     if (values && print_values(path)) return 1;
+    if (optimized && print_optimized(path)) return 1;
     return unsupported ? 1 : 0;
 }
 
@@ -236,7 +286,7 @@ static int cmd_run(int argc, char **argv)
 {
     const char *model = NULL, *outdir = ".";
     long threads = 1, repeat = 0;
-    int n_in = 0;
+    int n_in = 0, optimize = 1;
     char **in_names = calloc((size_t)argc + 1, sizeof *in_names);
     tern_tensor **ins = calloc((size_t)argc + 1, sizeof *ins);
     tern_tensor **outs = NULL;
@@ -266,6 +316,8 @@ static int cmd_run(int argc, char **argv)
             if (!parse_int(argv[++i], "--threads", 1, 256, &threads)) goto out;
         } else if (!strcmp(a, "--repeat") && i + 1 < argc) {
             if (!parse_int(argv[++i], "--repeat", 1, 1000000, &repeat)) goto out;
+        } else if (!strcmp(a, "--no-optimize")) {
+            optimize = 0;
         } else if (a[0] == '-' || model) {
             rc = usage(stderr);
             goto out;
@@ -280,6 +332,7 @@ static int cmd_run(int argc, char **argv)
     opt = tern_options_create();
     if (!opt) goto out;
     tern_options_set_threads(opt, (int)threads);
+    tern_options_set_optimize(opt, optimize);
     tern_status *st = tern_session_create(model, opt, &s);
     if (st) {
         rc = fail(st);
@@ -358,8 +411,22 @@ static void print_op(const op_def *d, void *arg)
            d->until);
 }
 
+/* oneDNN runs on OpenMP, whose idle workers by default spin for a while
+ * after each parallel region; on a machine whose cores tern's own threads
+ * (and the server's) also use, that spinning took a 2-thread resnet18 from
+ * 25 to 50-300 ms. libgomp reads OMP_WAIT_POLICY once, before main, so when
+ * the user has not chosen, tern sets it to PASSIVE and re-executes itself
+ * (once: the variable is then set). If exec fails, it runs as it is. */
+static void omp_passive(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY")) return;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv)
 {
+    omp_passive(argv);
     if (argc < 2) return usage(stderr);
     const char *cmd = argv[1];
     if (!strcmp(cmd, "check")) return cmd_check(argc - 2, argv + 2);

@@ -23,6 +23,12 @@
 
 typedef enum tensor_kind { TENSOR_DENSE = 0, TENSOR_SEQUENCE = 1, TENSOR_NONE = 2 } tensor_kind;
 
+/* Order of a dense tensor's elements in memory. PLAIN is row-major over
+ * dims. C16 (float32, rank 3-5, C = dims[1] a multiple of 16) is oneDNN's
+ * nCw16c / nChw16c / nCdhw16c: [N][C/16][spatial...][16], the same bytes.
+ * Only kernels that declare it see C16 tensors (ops/op.h). */
+typedef enum tensor_layout { LAYOUT_PLAIN = 0, LAYOUT_C16 = 1 } tensor_layout;
+
 struct tern_tensor {
     tensor_kind kind;
     tern_dtype dtype;
@@ -30,7 +36,8 @@ struct tern_tensor {
     int64_t dims[TERN_MAX_RANK];
     int64_t numel; /* product of dims; 1 for rank 0; for a sequence, its length */
     void *data;
-    bool owns; /* data (and strings) are freed with the tensor */
+    bool owns;            /* data (and strings) are freed with the tensor */
+    unsigned char layout; /* tensor_layout; PLAIN unless a kernel says otherwise */
 };
 
 /* Product of dims, or -1 if a dim is negative or the product overflows. */

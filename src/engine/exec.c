@@ -3,10 +3,20 @@
  * live here, since the executor owns the arena. Output slots are tensor
  * structs in the arena; a kernel fills them through op_out() and friends and
  * the executor then binds them to the node's output values.
+ *
+ * In the main graph, output data and scratch come from the memory plan
+ * (exec_mem_take); after each node the executor tells the plan which blocks
+ * the new values hold, lets it return the rest (scratch, unused outputs),
+ * and drops the values whose last reader this node was. Sequence arrays and
+ * op_new_tensor() tensors stay in the bump arena: they are small, and
+ * sequences point at them.
  */
 #include "engine/exec.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include "core/log.h"
 
 static tern_status *oom(void)
 {
@@ -17,7 +27,8 @@ static tern_status *oom(void)
 
 tern_status *op_scratch(op_ctx *c, size_t bytes, void **p)
 {
-    *p = arena_alloc(&c->frame->x->mem, bytes);
+    exec_frame *f = c->frame;
+    *p = f->planned ? exec_mem_take(&f->x->mm, bytes) : arena_alloc(&f->x->mem, bytes);
     return *p ? NULL : oom();
 }
 
@@ -44,8 +55,9 @@ static tern_status *out_slot(op_ctx *c, int i, tern_tensor **t)
     return NULL;
 }
 
-static tern_status *alloc_dense(exec_state *x, tern_tensor *s, tern_dtype dt, int rank,
-                                const int64_t *dims)
+/* Data from the plan (planned) or the bump arena; strings start NULL. */
+static tern_status *alloc_dense(exec_state *x, bool planned, tern_tensor *s, tern_dtype dt,
+                                int rank, const int64_t *dims)
 {
     if (!dtype_valid((int)dt) || dt == TERN_COMPLEX64 || dt == TERN_COMPLEX128)
         return tern_error(TERN_ERR_RUNTIME, "unsupported output dtype %d", (int)dt);
@@ -53,14 +65,16 @@ static tern_status *alloc_dense(exec_state *x, tern_tensor *s, tern_dtype dt, in
     s->dtype = dt;
     TERN_TRY(tensor_set_shape(s, rank, dims));
     size_t nb = tensor_nbytes(s);
-    s->data = dt == TERN_STRING ? arena_calloc(&x->mem, nb) : arena_alloc(&x->mem, nb);
-    return s->data ? NULL : oom();
+    s->data = planned ? exec_mem_take(&x->mm, nb) : arena_alloc(&x->mem, nb);
+    if (!s->data) return oom();
+    if (dt == TERN_STRING) memset(s->data, 0, nb);
+    return NULL;
 }
 
 tern_status *op_out(op_ctx *c, int i, tern_dtype dt, int rank, const int64_t *dims, tern_tensor **t)
 {
     TERN_TRY(out_slot(c, i, t));
-    tern_status *st = alloc_dense(c->frame->x, *t, dt, rank, dims);
+    tern_status *st = alloc_dense(c->frame->x, c->frame->planned, *t, dt, rank, dims);
     return st ? tern_error_wrap(st, "node '%s' (%s) output %d", c->node->name, c->node->op_type, i)
               : NULL;
 }
@@ -69,7 +83,7 @@ tern_status *op_new_tensor(op_ctx *c, tern_dtype dt, int rank, const int64_t *di
 {
     *t = arena_calloc(&c->frame->x->mem, sizeof **t);
     if (!*t) return oom();
-    return alloc_dense(c->frame->x, *t, dt, rank, dims);
+    return alloc_dense(c->frame->x, false, *t, dt, rank, dims);
 }
 
 tern_status *op_out_alias(op_ctx *c, int i, const tern_tensor *src, int rank, const int64_t *dims)
@@ -163,6 +177,7 @@ tern_status *exec_graph(exec_state *x, exec_frame *parent, const graph *g, int n
                         const tern_tensor *const *in, const tern_tensor **out)
 {
     exec_frame f = {.x = x, .g = g, .parent = parent};
+    f.planned = !parent && x->live && x->live->g == g;
     f.vals = arena_calloc(&x->mem, (size_t)(g->n_values ? g->n_values : 1) * sizeof *f.vals);
     if (!f.vals) return oom();
     for (int v = 0; v < g->n_values; v++)
@@ -192,6 +207,7 @@ tern_status *exec_graph(exec_state *x, exec_frame *parent, const graph *g, int n
                                   n->op.name, n->op.op_type, g->values[n->in[k]].name);
         }
         memset(outs, 0, (size_t)max_out * sizeof *outs);
+        if (f.planned) exec_mem_node_begin(&x->mm);
         f.node = n;
         f.outs = outs;
         f.n_outs = n->n_out;
@@ -204,6 +220,7 @@ tern_status *exec_graph(exec_state *x, exec_frame *parent, const graph *g, int n
                     .pool = x->pool,
                     .frame = &f,
                     .state = n->state};
+        if (!(n->def->flags & OP_TAKES_C16)) TERN_TRY(op_plain_inputs(&c, ins));
         TERN_TRY(n->def->fn(&c));
         for (int k = 0; k < n->n_out; k++) {
             if (n->out[k] < 0) continue;
@@ -211,6 +228,13 @@ tern_status *exec_graph(exec_state *x, exec_frame *parent, const graph *g, int n
                 return tern_error(TERN_ERR_RUNTIME, "node '%s' (%s): output %d was not produced",
                                   n->op.name, n->op.op_type, k);
             f.vals[n->out[k]] = outs[k];
+            if (f.planned) exec_mem_hold(&x->mm, outs[k]);
+        }
+        if (f.planned) {
+            exec_mem_node_done(&x->mm);
+            const exec_live *l = x->live;
+            for (int k = l->kill_at[i]; k < l->kill_at[i + 1]; k++)
+                exec_mem_drop(&x->mm, f.vals[l->kill[k]]);
         }
     }
     for (int i = 0; i < g->n_outputs; i++) {
@@ -218,6 +242,89 @@ tern_status *exec_graph(exec_state *x, exec_frame *parent, const graph *g, int n
         if (!out[i])
             return tern_error(TERN_ERR_INVALID_ARGUMENT, "graph output '%s' has no value",
                               g->values[g->outputs[i]].name);
+        if (out[i]->layout != LAYOUT_PLAIN) { /* a blocked conv output, see ops/op.h */
+            op_node on = {.name = g->values[g->outputs[i]].name, .op_type = "output", .domain = ""};
+            op_ctx c = {.node = &on, .pool = x->pool, .frame = &f};
+            TERN_TRY(op_plain_value(&c, out[i], &out[i]));
+        }
     }
     return NULL;
+}
+
+/* ---- inferences -------------------------------------------------------- */
+
+tern_status *exec_state_init(exec_state *x, int threads)
+{
+    memset(x, 0, sizeof *x);
+    arena_init(&x->mem);
+    exec_mem_init(&x->mm);
+    x->pool = tpool_create(threads > 0 ? threads : 1);
+    return x->pool ? NULL : oom();
+}
+
+void exec_state_free(exec_state *x)
+{
+    arena_free(&x->mem);
+    exec_mem_free(&x->mm);
+    exec_live_free(x->live);
+    tpool_free(x->pool);
+    free(x->key);
+    memset(x, 0, sizeof *x);
+}
+
+/* The signature of the inputs: what decides the sizes a run asks for. A
+ * plan is checked while it is replayed, so this only has to tell apart
+ * inputs that usually need different memory. */
+static int signature(exec_state *x, const graph *g, const tern_tensor *const *in)
+{
+    int n = 0;
+    for (int i = 0; i < g->n_inputs; i++) {
+        const tern_tensor *t = in[i];
+        if (!t) {
+            x->key[n++] = -1;
+            continue;
+        }
+        x->key[n++] = t->kind;
+        x->key[n++] = t->dtype;
+        if (t->kind != TENSOR_DENSE) {
+            x->key[n++] = t->numel;
+            continue;
+        }
+        x->key[n++] = t->rank;
+        for (int d = 0; d < t->rank; d++) x->key[n++] = t->dims[d];
+    }
+    return n;
+}
+
+void exec_stats(const exec_state *x, mem_stats *st, size_t *bump_bytes)
+{
+    exec_mem_stats(&x->mm, st);
+    *bump_bytes = x->mem.total;
+}
+
+tern_status *exec_run(exec_state *x, const graph *g, const tern_tensor *const *in,
+                      const tern_tensor **out)
+{
+    if (!x->live || x->live->g != g) {
+        exec_live_free(x->live);
+        x->live = NULL;
+        TERN_TRY(exec_live_build(g, &x->live));
+        free(x->key);
+        x->cap_key = g->n_inputs * (3 + TERN_MAX_RANK) + 1;
+        x->key = malloc((size_t)x->cap_key * sizeof *x->key);
+        if (!x->key) return oom();
+    }
+    arena_reset(&x->mem);
+    TERN_TRY(exec_mem_begin(&x->mm, x->key, signature(x, g, in)));
+    tern_status *st = exec_graph(x, NULL, g, g->n_inputs, in, out);
+    exec_mem_end(&x->mm, !st);
+    if (x->mm.stats) {
+        mem_stats ms;
+        size_t bump;
+        exec_stats(x, &ms, &bump);
+        log_info("inference memory", LOG_S("mode", ms.mode), LOG_I("peak_bytes", ms.peak),
+                 LOG_I("end_bytes", ms.end_bytes), LOG_I("plan_bytes", ms.plan_bytes),
+                 LOG_I("heap_bytes", ms.heap_reserved), LOG_I("bump_bytes", bump));
+    }
+    return st;
 }

@@ -1,19 +1,27 @@
 /*
  * Sessions: the public engine API (include/tern/engine.h) over the graph IR
  * and the executor. A session holds the model, its I/O descriptions, the
- * intra-op pool and the inference arena; a mutex serialises runs because
- * the arena is single-threaded (the scheduler of a later issue runs one
+ * intra-op pool and the inference memory; a mutex serialises runs because
+ * that memory is single-threaded (the scheduler of a later issue runs one
  * session per instance for parallelism).
+ *
+ * Results live in the session's memory until the next run, so each run
+ * copies them out: into new tensors (tern_session_run), or into tensors the
+ * caller passes back run after run (tern_session_run_into), which is what
+ * makes an inference free of heap allocation once the memory plan for its
+ * input shapes exists.
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/exec.h"
+#include "engine/fold.h"
 #include "graph/graph.h"
 
 struct tern_options {
     int threads;
+    int no_optimize; /* graph passes off (default on) */
 };
 
 tern_options *tern_options_create(void)
@@ -28,6 +36,10 @@ void tern_options_set_threads(tern_options *o, int threads)
 {
     o->threads = threads;
 }
+void tern_options_set_optimize(tern_options *o, int on)
+{
+    o->no_optimize = !on;
+}
 
 struct tern_session {
     graph_model *model;
@@ -37,6 +49,7 @@ struct tern_session {
     tern_io_info *inputs, *outputs;
     int *input_values; /* value index of each described input */
     const tern_tensor **bound, **results;
+    bool *created; /* outputs[j] made by the current run (freed on error) */
 };
 
 static void describe(const graph_value *v, tern_io_info *io)
@@ -56,16 +69,17 @@ static tern_status *session_init(graph_model *m, const tern_options *opt, tern_s
         return tern_error(TERN_ERR_NO_MEMORY, "out of memory");
     }
     s->model = m;
-    arena_init(&s->x.mem);
     pthread_mutex_init(&s->mu, NULL);
     const graph *g = m->main;
-    s->x.pool = tpool_create(opt && opt->threads > 0 ? opt->threads : 1);
+    tern_status_free(exec_state_init(&s->x, opt ? opt->threads : 1));
     s->inputs = calloc((size_t)g->n_inputs + 1, sizeof *s->inputs);
     s->input_values = calloc((size_t)g->n_inputs + 1, sizeof *s->input_values);
     s->outputs = calloc((size_t)g->n_outputs + 1, sizeof *s->outputs);
     s->bound = calloc((size_t)g->n_inputs + 1, sizeof *s->bound);
     s->results = calloc((size_t)g->n_outputs + 1, sizeof *s->results);
-    if (!s->x.pool || !s->inputs || !s->input_values || !s->outputs || !s->bound || !s->results) {
+    s->created = calloc((size_t)g->n_outputs + 1, sizeof *s->created);
+    if (!s->x.pool || !s->inputs || !s->input_values || !s->outputs || !s->bound || !s->results ||
+        !s->created) {
         tern_session_free(s);
         return tern_error(TERN_ERR_NO_MEMORY, "out of memory");
     }
@@ -102,7 +116,8 @@ tern_status *tern_session_create(const char *path, const tern_options *opt, tern
         return tern_error(TERN_ERR_NO_MEMORY, "out of memory");
     }
     graph_model *m;
-    tern_status *st = graph_model_build(proto, dir, &m);
+    bool opt_on = engine_optimize_wanted(!opt || !opt->no_optimize);
+    tern_status *st = engine_build_model(proto, dir, opt_on, &m);
     free(dir);
     if (st) return tern_error_wrap(st, "%s", path);
     return session_init(m, opt, out);
@@ -115,7 +130,8 @@ tern_status *tern_session_create_from_memory(const void *buf, size_t len, const 
     Onnx__ModelProto *proto;
     TERN_TRY(onnx_parse_model(buf, len, &proto));
     graph_model *m;
-    TERN_TRY(graph_model_build(proto, NULL, &m));
+    bool opt_on = engine_optimize_wanted(!opt || !opt->no_optimize);
+    TERN_TRY(engine_build_model(proto, NULL, opt_on, &m));
     return session_init(m, opt, out);
 }
 
@@ -123,15 +139,20 @@ void tern_session_free(tern_session *s)
 {
     if (!s) return;
     graph_model_free(s->model);
-    arena_free(&s->x.mem);
-    tpool_free(s->x.pool);
+    exec_state_free(&s->x);
     pthread_mutex_destroy(&s->mu);
     free(s->inputs);
     free(s->input_values);
     free(s->outputs);
     free(s->bound);
     free(s->results);
+    free(s->created);
     free(s);
+}
+
+exec_state *session_exec_state(tern_session *s)
+{
+    return &s->x;
 }
 
 int tern_session_input_count(const tern_session *s)
@@ -182,11 +203,43 @@ static tern_status *check_input(const graph_value *v, const tern_tensor *t)
     return NULL;
 }
 
+/* A caller's output tensor must match what the model produced. */
+static tern_status *check_output(const graph_value *v, const tern_tensor *r, const tern_tensor *o)
+{
+    if (r->kind != TENSOR_DENSE)
+        return tern_error(TERN_ERR_INVALID_ARGUMENT,
+                          "output '%s' is not a tensor: pass NULL to receive a new value", v->name);
+    char a[200], b[200];
+    if (o->kind != TENSOR_DENSE || o->dtype != r->dtype || !shape_equal(o, r))
+        return tern_error(TERN_ERR_INVALID_ARGUMENT,
+                          "output '%s': the tensor given is %s %s, the model produced %s %s",
+                          v->name, tern_dtype_name(o->dtype),
+                          shape_str(o->rank, o->dims, a, sizeof a), tern_dtype_name(r->dtype),
+                          shape_str(r->rank, r->dims, b, sizeof b));
+    if (r->dtype == TERN_STRING && !o->owns)
+        return tern_error(TERN_ERR_INVALID_ARGUMENT, "output '%s': not an owning string tensor",
+                          v->name);
+    return NULL;
+}
+
+static tern_status *copy_output(const tern_tensor *r, tern_tensor *o)
+{
+    if (r->dtype != TERN_STRING) {
+        if (tensor_nbytes(r)) memcpy(o->data, r->data, tensor_nbytes(r));
+        return NULL;
+    }
+    for (int64_t i = 0; i < r->numel; i++)
+        TERN_TRY(tern_tensor_set_string(o, i, ((char *const *)r->data)[i]));
+    return NULL;
+}
+
+/* outputs[j]: NULL to receive a new tensor, or a caller's tensor to fill. */
 static tern_status *run_locked(tern_session *s, int n, const char *const *names,
                                const tern_tensor *const *inputs, tern_tensor **outputs)
 {
     const graph *g = s->model->main;
     memset(s->bound, 0, (size_t)g->n_inputs * sizeof *s->bound);
+    memset(s->created, 0, (size_t)g->n_outputs * sizeof *s->created);
     for (int i = 0; i < n; i++) {
         if (!names || !names[i] || !inputs || !inputs[i])
             return tern_error(TERN_ERR_INVALID_ARGUMENT, "input %d has no name or tensor", i);
@@ -204,25 +257,38 @@ static tern_status *run_locked(tern_session *s, int n, const char *const *names,
         if (!s->bound[k] && !v->init)
             return tern_error(TERN_ERR_INVALID_ARGUMENT, "missing input '%s'", v->name);
     }
-    arena_reset(&s->x.mem);
-    TERN_TRY(exec_graph(&s->x, NULL, g, g->n_inputs, s->bound, s->results));
-    for (int j = 0; j < g->n_outputs; j++) {
-        tern_status *st = tensor_dup(s->results[j], &outputs[j]);
-        if (st) {
-            for (int k = 0; k < j; k++) {
-                tern_tensor_free(outputs[k]);
-                outputs[k] = NULL;
-            }
-            return st;
-        }
+    TERN_TRY(exec_run(&s->x, g, s->bound, s->results));
+    for (int j = 0; j < g->n_outputs; j++)
+        if (outputs[j])
+            TERN_TRY(check_output(&g->values[g->outputs[j]], s->results[j], outputs[j]));
+    tern_status *st = NULL;
+    for (int j = 0; j < g->n_outputs && !st; j++) {
+        s->created[j] = !outputs[j];
+        st = outputs[j] ? copy_output(s->results[j], outputs[j])
+                        : tensor_dup(s->results[j], &outputs[j]);
     }
-    return NULL;
+    if (st)
+        for (int j = 0; j < g->n_outputs; j++)
+            if (s->created[j]) {
+                tern_tensor_free(outputs[j]);
+                outputs[j] = NULL;
+            }
+    return st;
 }
 
 tern_status *tern_session_run(tern_session *s, int n_inputs, const char *const *input_names,
                               const tern_tensor *const *inputs, tern_tensor **outputs)
 {
     for (int j = 0; j < s->n_outputs; j++) outputs[j] = NULL;
+    pthread_mutex_lock(&s->mu);
+    tern_status *st = run_locked(s, n_inputs, input_names, inputs, outputs);
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
+tern_status *tern_session_run_into(tern_session *s, int n_inputs, const char *const *input_names,
+                                   const tern_tensor *const *inputs, tern_tensor **outputs)
+{
     pthread_mutex_lock(&s->mu);
     tern_status *st = run_locked(s, n_inputs, input_names, inputs, outputs);
     pthread_mutex_unlock(&s->mu);

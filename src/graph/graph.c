@@ -9,8 +9,11 @@
  * attributes of node N of the parent is recorded as an implicit input of N.
  * Finally nodes are sorted topologically (Kahn) over explicit and implicit
  * inputs; a node left over sits on a cycle and is named in the error.
+ * Shape inference then runs, and on the main graph the optimisation passes
+ * (passes.c), before each node's prepare hook sees its constant inputs.
  */
 #include "graph/graph.h"
+#include "graph/passes.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +33,7 @@ typedef struct builder {
     int cur_node; /* node whose subgraphs are being built, or -1 */
     edge *implicit;
     int n_implicit, cap_implicit;
+    const graph_build_opts *opts; /* main graph only */
 } builder;
 
 static const char *str_or_empty(const char *s)
@@ -259,6 +263,7 @@ static tern_status *check_op(graph_model *m, graph_node *n)
 {
     const char *dom = n->op.domain;
     int64_t v = graph_model_opset(m, dom);
+    if (v < 0 && strcmp(dom, "com.tern") == 0) v = 1; /* tern's own ops need no import */
     if (v < 0)
         return tern_error(TERN_ERR_INVALID_MODEL,
                           "node '%s' (%s): domain '%s' is not imported by the model", n->op.name,
@@ -389,6 +394,7 @@ static tern_status *build_graph_into(builder *b, const Onnx__GraphProto *gp)
     long cap = (long)gp->n_initializer + (long)gp->n_input + outs + count_refs(gp) + 1;
     if (cap > 100000000) return tern_error(TERN_ERR_INVALID_MODEL, "graph is too large");
     b->cap_values = (int)cap;
+    g->cap_values = (int)cap;
     b->n_slots = 16;
     while (b->n_slots < 2 * cap) b->n_slots *= 2;
     b->slots = calloc((size_t)b->n_slots, sizeof *b->slots);
@@ -509,12 +515,34 @@ static tern_status *build_graph_into(builder *b, const Onnx__GraphProto *gp)
     }
     TERN_TRY(toposort(b));
     graph_infer_shapes(g);
+    if (!b->parent) m->main_nodes_before = g->n_nodes;
+    if (!b->parent && b->opts && b->opts->optimize) TERN_TRY(graph_optimize(m, g, b->opts->eval));
     return prepare_nodes(m, g);
 }
 
 void *op_prep_alloc(op_prep *p, size_t bytes)
 {
     return arena_alloc(p->mem, bytes);
+}
+
+struct prep_cleanup {
+    void (*fn)(void *);
+    void *arg;
+    struct prep_cleanup *next;
+};
+
+tern_status *op_prep_on_free(op_prep *p, void (*fn)(void *arg), void *arg)
+{
+    graph_model *m = p->model;
+    struct prep_cleanup *c = m ? arena_alloc(&m->store.mem, sizeof *c) : NULL;
+    if (!c) {
+        fn(arg);
+        return tern_error(m ? TERN_ERR_NO_MEMORY : TERN_ERR_RUNTIME,
+                          m ? "out of memory" : "no model to attach state to");
+    }
+    *c = (struct prep_cleanup){fn, arg, m->cleanups};
+    m->cleanups = c;
+    return NULL;
 }
 
 /* Runs each node's prepare hook with its constant inputs (see op.h). */
@@ -530,27 +558,37 @@ static tern_status *prepare_nodes(graph_model *m, graph *g)
             const graph_value *v = n->in[k] >= 0 ? &g->values[n->in[k]] : NULL;
             ins[k] = v && !v->is_input ? v->init : NULL;
         }
-        op_prep p = {
-            .node = &n->op, .opset = n->opset, .n_in = n->n_in, .in = ins, .mem = &m->store.mem};
+        op_prep p = {.node = &n->op,
+                     .opset = n->opset,
+                     .n_in = n->n_in,
+                     .in = ins,
+                     .mem = &m->store.mem,
+                     .model = m};
         tern_status *st = n->def->prepare(&p, &n->state);
         if (st) return tern_error_wrap(st, "node '%s' (%s): prepare", n->op.name, n->op.op_type);
     }
     return NULL;
 }
 
-static tern_status *build_graph(graph_model *m, builder *parent, const Onnx__GraphProto *gp,
-                                graph **out)
+static tern_status *build_graph_opts(graph_model *m, builder *parent, const Onnx__GraphProto *gp,
+                                     const graph_build_opts *opts, graph **out)
 {
     *out = NULL;
     graph *g = arena_calloc(&m->store.mem, sizeof *g);
     if (!g) return tern_error(TERN_ERR_NO_MEMORY, "out of memory");
     g->parent = parent ? parent->g : NULL;
-    builder b = {.m = m, .g = g, .parent = parent, .cur_node = -1};
+    builder b = {.m = m, .g = g, .parent = parent, .cur_node = -1, .opts = opts};
     tern_status *st = build_graph_into(&b, gp);
     free(b.slots);
     free(b.implicit);
     if (!st) *out = g;
     return st;
+}
+
+static tern_status *build_graph(graph_model *m, builder *parent, const Onnx__GraphProto *gp,
+                                graph **out)
+{
+    return build_graph_opts(m, parent, gp, NULL, out);
 }
 
 int64_t graph_model_opset(const graph_model *m, const char *domain)
@@ -562,6 +600,12 @@ int64_t graph_model_opset(const graph_model *m, const char *domain)
 }
 
 tern_status *graph_model_build(Onnx__ModelProto *proto, const char *dir, graph_model **out)
+{
+    return graph_model_build_opts(proto, dir, NULL, out);
+}
+
+tern_status *graph_model_build_opts(Onnx__ModelProto *proto, const char *dir,
+                                    const graph_build_opts *opts, graph_model **out)
 {
     *out = NULL;
     graph_model *m = calloc(1, sizeof *m);
@@ -590,7 +634,7 @@ tern_status *graph_model_build(Onnx__ModelProto *proto, const char *dir, graph_m
         }
         m->opsets[m->n_opsets++] = (opset_entry){dom, o->version};
     }
-    st = build_graph(m, NULL, proto->graph, &m->main);
+    st = build_graph_opts(m, NULL, proto->graph, opts, &m->main);
     if (st) goto fail;
     *out = m;
     return NULL;
@@ -602,6 +646,7 @@ fail:
 void graph_model_free(graph_model *m)
 {
     if (!m) return;
+    for (struct prep_cleanup *c = m->cleanups; c; c = c->next) c->fn(c->arg);
     free((char *)m->store.dir);
     onnx_store_free(&m->store);
     if (m->proto) onnx__model_proto__free_unpacked(m->proto, NULL);

@@ -56,6 +56,7 @@ struct graph {
     struct graph *parent;
     const char *name;
     int n_values, n_nodes, n_inputs, n_outputs;
+    int cap_values; /* room in values[] (passes add initializers) */
     graph_value *values;
     graph_node *nodes; /* topological order */
     int *inputs;       /* value indices of the formal inputs, in order */
@@ -68,6 +69,41 @@ typedef struct opset_entry {
     int64_t version;
 } opset_entry;
 
+/* What the load-time passes (passes.c) changed, by kind; graph_pass_name()
+ * names each. */
+enum {
+    GRAPH_PASS_IDENTITY,  /* Identity, Dropout, no-op Reshape/Transpose/Cast removed */
+    GRAPH_PASS_FOLD,      /* nodes evaluated at load into initializers */
+    GRAPH_PASS_DEAD,      /* nodes whose outputs nothing reads */
+    GRAPH_PASS_CONV_BN,   /* BatchNormalization folded into the Conv before it */
+    GRAPH_PASS_TRANSPOSE, /* Transpose pairs composed or cancelled */
+    GRAPH_PASS_RESHAPE,   /* Reshape chains collapsed */
+    GRAPH_PASS_LAYERNORM, /* decomposed LayerNorm -> LayerNormalization */
+    GRAPH_PASS_GELU,      /* decomposed erf GELU -> com.tern Gelu */
+    GRAPH_PASS_GEMM,      /* MatMul + bias -> Gemm */
+    GRAPH_PASS_FUSED_GEMM,
+    GRAPH_PASS_FUSED_MATMUL,
+    GRAPH_PASS_FUSED_CONV,
+    GRAPH_PASS_KINDS
+};
+
+/* Evaluates one node on constant inputs for constant folding; outputs stay
+ * valid until the next call. The engine supplies it (engine/fold.c): the
+ * graph layer cannot run kernels itself. */
+typedef struct graph_evaluator graph_evaluator;
+struct graph_evaluator {
+    tern_status *(*eval)(graph_evaluator *self, const graph_node *n, const tern_tensor *const *in,
+                         const tern_tensor **out);
+};
+
+/* How a model is built: optimise (run the passes on the main graph before
+ * its nodes are prepared), with eval for constant folding (NULL: only the
+ * folds the graph layer does itself, Constant and static Shape). */
+typedef struct graph_build_opts {
+    bool optimize;
+    graph_evaluator *eval;
+} graph_build_opts;
+
 typedef struct graph_model {
     Onnx__ModelProto *proto;
     onnx_store store;
@@ -75,13 +111,22 @@ typedef struct graph_model {
     int n_opsets;
     opset_entry *opsets;
     int64_t ir_version;
+    int main_nodes_before; /* node count of the main graph before the passes */
+    int rewrites[GRAPH_PASS_KINDS];
+    struct prep_cleanup *cleanups; /* op_prep_on_free callbacks, newest first */
 } graph_model;
 
 /* Builds the IR of a parsed model (takes ownership of proto, also on error).
  * dir is the model's folder for external data, or NULL. Every node is checked
  * here: an unknown op, domain or opset version is an error naming the node. */
 tern_status *graph_model_build(Onnx__ModelProto *proto, const char *dir, graph_model **out);
+/* The same with options (NULL: as graph_model_build, no optimisation). */
+tern_status *graph_model_build_opts(Onnx__ModelProto *proto, const char *dir,
+                                    const graph_build_opts *opts, graph_model **out);
 void graph_model_free(graph_model *m);
+
+/* Name of a GRAPH_PASS_* kind ("fold", "conv_bn", ...). */
+const char *graph_pass_name(int kind);
 
 /* Opset version imported for a domain ("" / "ai.onnx" are the default), -1 if none. */
 int64_t graph_model_opset(const graph_model *m, const char *domain);

@@ -1,8 +1,19 @@
 /*
  * Operator family: convolution. Conv, ConvTranspose, ConvInteger and
- * QLinearConv over any number of spatial dimensions.
+ * QLinearConv over any number of spatial dimensions, and com.tern
+ * FusedConv: Y = act(Conv(X, W, B) + Z), the node tern's graph passes make
+ * of a Conv, the Add of a same-shaped Z (a residual) and an activation
+ * (ONNX Runtime's com.microsoft FusedConv contract; attributes activation
+ * and activation_params).
  *
- * float32 Conv is a GEMM per (image, group): Y_g[M/g x P] = W_g[M/g x K] *
+ * float32 Conv and FusedConv with constant weights (1-3 spatial dims) run
+ * through oneDNN (dnnl_conv.c), which keeps the activations in its
+ * channel-blocked layout between convolutions; the code below is the
+ * portable path for everything else (W computed at run time, the other
+ * types, TERN_DNNL=0, shapes oneDNN has no fast kernel for) and the
+ * reference the oneDNN path is tested against.
+ *
+ * Portable float32 Conv is a GEMM per (image, group): Y_g[M/g x P] = W_g[M/g x K] *
  * cols[K x P], K = C/g * kernel size, P = output positions. The im2col
  * matrix is never stored: its packer writes each block straight into the
  * SGEMM's packed-B layout (im2col_pack); a 1x1 stride-1 unpadded conv reads
@@ -10,9 +21,10 @@
  * cheap for the weights of a batch but not for the big weights of deep
  * layers at batch 1: there conv_f32_swapped computes Y_g^T = cols^T W_g^T
  * instead, so the small operand is the replicated one. When W is an
- * initializer, W_g^T is packed as B once at load (conv_prepare) and that
- * order then costs only the im2col. Depthwise convs (one input channel per
- * group) run a direct loop, with the 3x3 case unrolled.
+ * initializer and oneDNN is off, W_g^T is packed as B once at load
+ * (conv_prepare) and that order then costs only the im2col. Depthwise
+ * convs (one input channel per group) run a direct loop, with the 3x3 case
+ * unrolled. FusedConv adds Z and applies the activation afterwards.
  *
  * float32 ConvTranspose is the transpose: cols[M/g*kernel x P_in] =
  * W_g^T * X_g by SGEMM, then col2im scatters cols into Y.
@@ -25,6 +37,7 @@
 #include <string.h>
 
 #include "ops/conv_geom.h"
+#include "ops/dnnl.h"
 #include "ops/linalg_gemm.h"
 #include "ops/linalg_ops.h"
 #include "ops/op.h"
@@ -423,16 +436,18 @@ static tern_status *conv_ref(op_ctx *c, const conv_shape *s, const tern_tensor *
     return NULL;
 }
 
-/* ---- float32 Conv weights packed at load ------------------------------------ */
+/* ---- float32 Conv weights prepared at load ---------------------------------- */
 
-/* W_g^T of every group as SGEMM's packed B, group g at
+/* For a constant float32 W: the oneDNN plan cache (dnnl_conv.c), or when
+ * oneDNN is off, W_g^T of every group as SGEMM's packed B, group g at
  * g * sgemm_pb_all_floats(M/group, K): the weight operand of
  * conv_f32_swapped, the order deep layers take at small batch. It holds
- * for the tensor it was packed from only (an initializer that is also a
+ * for the tensor it was prepared from only (an initializer that is also a
  * graph input may be replaced by the caller's value). */
 typedef struct conv_prepared {
     const tern_tensor *w;
-    const float *wt;
+    const float *wt; /* or NULL */
+    dnn_cache *dnn;  /* or NULL */
 } conv_prepared;
 
 static tern_status *conv_prepare(op_prep *p, const void **state)
@@ -442,45 +457,171 @@ static tern_status *conv_prepare(op_prep *p, const void **state)
     op_ctx attrs = {.node = p->node, .opset = p->opset}; /* for op_attr_int */
     int64_t group = op_attr_int(&attrs, "group", 1), m = w->dims[0], cg = w->dims[1];
     if (group < 1 || m == 0 || m % group || w->numel == 0) return NULL;
+    conv_prepared *s = op_prep_alloc(p, sizeof *s);
+    if (!s) return tern_error(TERN_ERR_NO_MEMORY, "out of memory preparing W");
+    *s = (conv_prepared){w, NULL, w->rank <= 5 ? dnn_cache_create(p) : NULL};
+    *state = s;
+    if (s->dnn) return NULL;
     if (cg == 1 && group > 1 && w->rank <= 4) return NULL; /* depthwise: a direct loop */
     int64_t mg = m / group, k = w->numel / m;
     size_t per = sgemm_pb_all_floats(mg, k);
-    conv_prepared *s = op_prep_alloc(p, sizeof *s);
     float *wt = op_prep_alloc(p, per * (size_t)group * sizeof(float));
-    if (!s || !wt) return tern_error(TERN_ERR_NO_MEMORY, "out of memory packing W");
+    if (!wt) return tern_error(TERN_ERR_NO_MEMORY, "out of memory packing W");
     for (int64_t gi = 0; gi < group; gi++) {
         sgemm_view v = {(const float *)w->data + gi * mg * k, 1, k};
         sgemm_pack_b_all(mg, k, sgemm_pack_view, &v, wt + (size_t)gi * per);
     }
-    *s = (conv_prepared){w, wt};
-    *state = s;
+    s->wt = wt;
     return NULL;
 }
 
-static tern_status *op_conv(op_ctx *c)
+/* ---- FusedConv's activation ------------------------------------------------- */
+
+/* The activation and activation_params attributes (ONNX Runtime's FusedConv
+ * names and defaults). */
+static tern_status *conv_act_read(op_ctx *c, conv_act *a)
+{
+    const char *name = op_attr_str(c, "activation", "");
+    const float *p;
+    int np = op_attr_floats(c, "activation_params", &p);
+    float p0 = np > 0 ? p[0] : NAN, p1 = np > 1 ? p[1] : NAN;
+    *a = (conv_act){ACT_NONE, 0.0f, 0.0f};
+    if (!*name) return NULL;
+    if (!strcmp(name, "Relu")) {
+        a->kind = ACT_RELU;
+    } else if (!strcmp(name, "LeakyRelu")) {
+        *a = (conv_act){ACT_LEAKY_RELU, np > 0 ? p0 : 0.01f, 0.0f};
+    } else if (!strcmp(name, "Clip")) {
+        *a = (conv_act){ACT_CLIP, np > 0 ? p0 : -INFINITY, np > 1 ? p1 : INFINITY};
+    } else if (!strcmp(name, "Sigmoid")) {
+        a->kind = ACT_SIGMOID;
+    } else if (!strcmp(name, "Tanh")) {
+        a->kind = ACT_TANH;
+    } else if (!strcmp(name, "HardSigmoid")) {
+        *a = (conv_act){ACT_HARD_SIGMOID, np > 0 ? p0 : 0.2f, np > 1 ? p1 : 0.5f};
+    } else {
+        return op_error(c, "unknown activation '%s'", name);
+    }
+    return NULL;
+}
+
+static inline double act_f64(conv_act a, double v)
+{
+    switch (a.kind) {
+    case ACT_NONE: return v;
+    case ACT_RELU: return v > 0.0 ? v : 0.0;
+    case ACT_LEAKY_RELU: return v < 0.0 ? (double)a.a * v : v;
+    case ACT_CLIP: return fmin(fmax(v, (double)a.a), (double)a.b);
+    case ACT_SIGMOID: return 1.0 / (1.0 + exp(-v));
+    case ACT_TANH: return tanh(v);
+    case ACT_HARD_SIGMOID: return fmax(0.0, fmin(1.0, (double)a.a * v + (double)a.b));
+    }
+    return v;
+}
+
+typedef struct epilogue_job {
+    float *y;
+    const float *z;
+    conv_act act;
+} epilogue_job;
+
+/* y = act(y + z) over [begin, end) (float32 FusedConv, portable path). */
+static void epilogue_range(void *arg, int64_t begin, int64_t end)
+{
+    const epilogue_job *j = arg;
+    float *y = j->y;
+    conv_act a = j->act;
+    if (j->z)
+        for (int64_t i = begin; i < end; i++) y[i] += j->z[i];
+    switch (a.kind) {
+    case ACT_NONE: break;
+    case ACT_RELU:
+        for (int64_t i = begin; i < end; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+        break;
+    case ACT_LEAKY_RELU:
+        for (int64_t i = begin; i < end; i++) y[i] = y[i] < 0.0f ? a.a * y[i] : y[i];
+        break;
+    case ACT_CLIP:
+        for (int64_t i = begin; i < end; i++) y[i] = fminf(fmaxf(y[i], a.a), a.b);
+        break;
+    case ACT_SIGMOID:
+        for (int64_t i = begin; i < end; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
+        break;
+    case ACT_TANH:
+        for (int64_t i = begin; i < end; i++) y[i] = tanhf(y[i]);
+        break;
+    case ACT_HARD_SIGMOID:
+        for (int64_t i = begin; i < end; i++) y[i] = fmaxf(0.0f, fminf(1.0f, a.a * y[i] + a.b));
+        break;
+    }
+}
+
+/* ---- Conv and FusedConv -------------------------------------------------------- */
+
+/* Y = act(Conv(X, W, B) + Z); Conv is the case with neither Z nor act.
+ * X (and Z) may be channel-blocked (LAYOUT_C16): oneDNN takes them as they
+ * are, the portable path unblocks them first. */
+static tern_status *conv_run(op_ctx *c, bool fused)
 {
     TERN_TRY(op_need_input(c, 0));
     TERN_TRY(op_need_input(c, 1));
-    const tern_tensor *x = c->in[0], *w = c->in[1], *b;
+    const tern_tensor *x = c->in[0], *w = c->in[1], *b, *z = NULL;
     conv_shape s;
     TERN_TRY(conv_shape_make(c, x, w, &s));
     if (w->dtype != x->dtype) return op_error(c, "X and W types differ");
     if (!dtype_is_float(x->dtype))
         return op_error(c, "unsupported type %s", tern_dtype_name(x->dtype));
     TERN_TRY(conv_bias(c, 2, s.m, x->dtype, &b));
+    conv_act act = {ACT_NONE, 0.0f, 0.0f};
+    if (fused) {
+        TERN_TRY(conv_act_read(c, &act));
+        z = c->n_in > 3 ? c->in[3] : NULL;
+        if (z) {
+            bool ok = z->kind == TENSOR_DENSE && z->dtype == x->dtype && z->rank == x->rank &&
+                      z->dims[0] == s.n && z->dims[1] == s.m;
+            for (int d = 0; ok && d < s.g.nsp; d++) ok = z->dims[d + 2] == s.g.out[d];
+            if (!ok) return op_error(c, "Z must have the type and shape of Y");
+        }
+    }
+    const conv_prepared *st = c->state;
+    if (st && st->w == w && st->dnn) {
+        dnn_conv cv = {x, w, b, z, s.group, s.m, &s.g, act};
+        bool done;
+        TERN_TRY(dnn_conv_run(c, st->dnn, &cv, &done));
+        if (done) return NULL;
+    }
+    const float *wt = st && st->w == w ? st->wt : NULL;
+    TERN_TRY(dnn_plain(c, x, &x));
+    TERN_TRY(dnn_plain(c, w, &w));
+    TERN_TRY(dnn_plain(c, z, &z));
     tern_tensor *y;
     TERN_TRY(conv_out(c, &s, x->dtype, &y));
     if (x->dtype == TERN_FLOAT) {
-        const conv_prepared *st = c->state;
-        const float *wt = st && st->w == w ? st->wt : NULL;
-        return conv_f32(c, &s, x->data, w->data, wt, b ? b->data : NULL, y->data);
+        TERN_TRY(conv_f32(c, &s, x->data, w->data, wt, b ? b->data : NULL, y->data));
+        if (z || act.kind != ACT_NONE) {
+            epilogue_job j = {y->data, z ? z->data : NULL, act};
+            tpool_for(c->pool, y->numel, 4096, epilogue_range, &j);
+        }
+        return NULL;
     }
     double *acc;
     TERN_TRY(conv_ref(c, &s, x, 0.0, w, NULL, &acc));
     int64_t P = s.g.out_size;
-    for (int64_t i = 0; i < y->numel; i++)
-        dtype_set_f64(y->dtype, y->data, i, acc[i] + (b ? op_get_f64(b, i / P % s.m) : 0.0));
+    for (int64_t i = 0; i < y->numel; i++) {
+        double v = acc[i] + (b ? op_get_f64(b, i / P % s.m) : 0.0) + (z ? op_get_f64(z, i) : 0.0);
+        dtype_set_f64(y->dtype, y->data, i, act_f64(act, v));
+    }
     return NULL;
+}
+
+static tern_status *op_conv(op_ctx *c)
+{
+    return conv_run(c, false);
+}
+
+static tern_status *op_fused_conv(op_ctx *c)
+{
+    return conv_run(c, true);
 }
 
 /* ---- ConvInteger, QLinearConv ------------------------------------------------ */
@@ -754,7 +895,8 @@ static tern_status *op_conv_transpose(op_ctx *c)
 }
 
 const op_def ops_conv[] = {
-    {"", "Conv", 1, 17, op_conv, conv_prepare},
+    {"", "Conv", 1, 17, op_conv, conv_prepare, OP_TAKES_C16},
+    {"com.tern", "FusedConv", 1, 1, op_fused_conv, conv_prepare, OP_TAKES_C16},
     {"", "ConvTranspose", 1, 17, op_conv_transpose},
     {"", "ConvInteger", 10, 17, op_conv_integer},
     {"", "QLinearConv", 10, 17, op_qlinear_conv},

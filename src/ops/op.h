@@ -4,7 +4,9 @@
  * for each output with op_out() (which allocates it in the inference arena),
  * and loops. It allocates nothing else from the heap, keeps no global state
  * and does no I/O (STYLE.md, from ggml). Temporary buffers come from
- * op_scratch(), also arena memory, valid until the end of the inference.
+ * op_scratch(), also arena memory, valid while the kernel runs and for as
+ * long as an output points into it (the memory plan frees the rest when the
+ * node finishes; see engine/plan.h).
  *
  * Kernels are found through the registry (registry.c): a table per operator
  * family of op_def {domain, op_type, since, until, fn}. A node whose domain
@@ -16,6 +18,12 @@
  * Inputs are never modified: they may be model weights or another node's
  * output that is read again later. An output may alias an input (op_out_alias)
  * when it has the same bytes (Identity, Reshape, Squeeze...).
+ *
+ * A kernel whose op_def has OP_TAKES_C16 may receive, and produce, float
+ * tensors in the channel-blocked layout LAYOUT_C16 (core/tensor.h): the
+ * oneDNN convolutions pass it between each other without reordering. Every
+ * other kernel sees plain tensors only: the executor converts its blocked
+ * inputs first (op_plain_inputs), and the graph's outputs (op_plain_value).
  */
 #ifndef TERN_OPS_OP_H
 #define TERN_OPS_OP_H
@@ -103,11 +111,22 @@ typedef struct op_prep {
     int opset;
     int n_in;
     const tern_tensor *const *in;
-    void *mem; /* private: the model's allocator */
+    void *mem;   /* private: the model's allocator */
+    void *model; /* private: the model, for op_prep_on_free */
 } op_prep;
 typedef tern_status *(*op_prepare_fn)(op_prep *p, const void **state);
 /* Memory that lives as long as the loaded model (64-byte aligned). */
 void *op_prep_alloc(op_prep *p, size_t bytes);
+/* Registers fn(arg) to run when the model is freed, for state that holds
+ * resources other than op_prep_alloc memory (oneDNN primitives, heap
+ * buffers). Callbacks run in reverse order of registration. On error (out
+ * of memory, or no model behind p) fn has been called at once. */
+tern_status *op_prep_on_free(op_prep *p, void (*fn)(void *arg), void *arg);
+
+/* op_def.flags */
+enum {
+    OP_TAKES_C16 = 1, /* the kernel accepts LAYOUT_C16 inputs (see above) */
+};
 
 typedef struct op_def {
     const char *domain;
@@ -115,6 +134,7 @@ typedef struct op_def {
     int since, until; /* opset versions this kernel implements, inclusive */
     op_fn fn;
     op_prepare_fn prepare; /* optional */
+    unsigned flags;        /* OP_* */
 } op_def;
 
 /* ---- registry (registry.c) ------------------------------------------------ */
@@ -146,11 +166,21 @@ tern_status *op_out_value(op_ctx *c, int i, const tern_tensor *v);
 /* A new arena tensor not bound to any output (sequence elements). */
 tern_status *op_new_tensor(op_ctx *c, tern_dtype dt, int rank, const int64_t *dims,
                            tern_tensor **t);
-/* Arena memory valid until the inference ends; error if out of memory. */
+/* Arena memory for this node: valid until it finishes, or for as long as
+ * one of its outputs points into it; error if out of memory. */
 tern_status *op_scratch(op_ctx *c, size_t bytes, void **p);
 /* A copy of s in the arena (for STRING outputs). */
 tern_status *op_strdup(op_ctx *c, const char *s, char **out);
 bool op_out_used(const op_ctx *c, int i);
+
+/* ---- layouts (ops/dnnl_layout.c) ----------------------------------------- */
+
+/* Replaces every LAYOUT_C16 tensor among ins[0..c->n_in) by a plain copy in
+ * scratch memory (the executor, before a kernel without OP_TAKES_C16). */
+tern_status *op_plain_inputs(op_ctx *c, const tern_tensor **ins);
+/* t itself when plain, else a plain copy that lives until the inference
+ * ends (the executor, for the values a graph returns). */
+tern_status *op_plain_value(op_ctx *c, const tern_tensor *t, const tern_tensor **out);
 
 /* Runs subgraph g (an attribute of this node) with formal inputs in[0..n_in)
  * and writes its outputs, in graph order, to out[0..op_graph_n_outputs(g)).

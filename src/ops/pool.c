@@ -10,12 +10,23 @@
  *
  * float32 runs directly; the other types (double, float16, int8, uint8) are
  * widened to double, pooled, and narrowed back: exact for every input value.
+ *
+ * MaxPool, AveragePool and the Global forms of both also take the
+ * channel-blocked layout the oneDNN convolutions produce (LAYOUT_C16, see
+ * core/tensor.h), so that a network's pools do not break a run of blocked
+ * convolutions: the same window walk over vectors of 16 channels, written
+ * back blocked (a global pool's [N, C, 1...] output is the same bytes
+ * either way, so it is plain). Indices, LpPool and 3-D windows unblock the
+ * input first. float32 MaxPool and AveragePool without Indices go through
+ * oneDNN's pooling first when it takes the window (dnnl_pool.c), plain or
+ * blocked: several times faster than these loops.
  */
 #include <float.h>
 #include <math.h>
 #include <string.h>
 
 #include "ops/conv_geom.h"
+#include "ops/dnnl.h"
 #include "ops/op.h"
 
 typedef enum pool_mode { POOL_MAX, POOL_AVG, POOL_LP } pool_mode;
@@ -183,25 +194,107 @@ static void pool2d_f32_range(void *arg, int64_t begin, int64_t end)
     }
 }
 
+/* pool2d_f32_range over LAYOUT_C16: planes are (image, block of 16
+ * channels), each position a vector of 16. No Indices. */
+static void pool2d_c16_range(void *arg, int64_t begin, int64_t end)
+{
+    const pool_job *j = arg;
+    conv_geom g;
+    conv_geom_as_2d(&j->g, &g);
+    int64_t H = g.in[0], W = g.in[1], OH = g.out[0], OW = g.out[1];
+    bool max = j->mode == POOL_MAX;
+    for (int64_t plane = begin; plane < end; plane++) {
+        const float *xp = (const float *)j->x + plane * H * W * 16;
+        float *yp = (float *)j->y + plane * OH * OW * 16;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t hs = oh * g.stride[0] - g.pad0[0], hlo, hhi, hpad;
+            clip_window(hs, g.k[0], g.dil[0], H, g.pad1[0], &hlo, &hhi, &hpad);
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t ws = ow * g.stride[1] - g.pad0[1], wlo, whi, wpad;
+                clip_window(ws, g.k[1], g.dil[1], W, g.pad1[1], &wlo, &whi, &wpad);
+                float acc[16];
+                for (int l = 0; l < 16; l++) acc[l] = max ? -INFINITY : 0.0f;
+                for (int64_t kh = hlo; kh < hhi; kh++) {
+                    const float *xr = xp + (hs + kh * g.dil[0]) * W * 16;
+                    for (int64_t kw = wlo; kw < whi; kw++) {
+                        const float *v = xr + (ws + kw * g.dil[1]) * 16;
+                        if (max)
+                            for (int l = 0; l < 16; l++) acc[l] = v[l] > acc[l] ? v[l] : acc[l];
+                        else
+                            for (int l = 0; l < 16; l++) acc[l] += v[l];
+                    }
+                }
+                if (!max) {
+                    int64_t n = j->include_pad ? hpad * wpad : (hhi - hlo) * (whi - wlo);
+                    float inv = n > 0 ? 1.0f / (float)n : 0.0f;
+                    for (int l = 0; l < 16; l++) acc[l] = n > 0 ? acc[l] * inv : 0.0f;
+                }
+                memcpy(yp + (oh * OW + ow) * 16, acc, sizeof acc);
+            }
+        }
+    }
+}
+
+/* Global max / average over LAYOUT_C16: planes are (image, block), the
+ * output [N, C] plain. */
+static void global_c16_range(void *arg, int64_t begin, int64_t end)
+{
+    const pool_job *j = arg;
+    int64_t S = j->g.in_size;
+    bool max = j->mode == POOL_MAX;
+    for (int64_t plane = begin; plane < end; plane++) {
+        const float *xp = (const float *)j->x + plane * S * 16;
+        float acc[16];
+        for (int l = 0; l < 16; l++) acc[l] = max ? -INFINITY : 0.0f;
+        for (int64_t p = 0; p < S; p++) {
+            const float *v = xp + p * 16;
+            if (max)
+                for (int l = 0; l < 16; l++) acc[l] = v[l] > acc[l] ? v[l] : acc[l];
+            else
+                for (int l = 0; l < 16; l++) acc[l] += v[l];
+        }
+        if (!max)
+            for (int l = 0; l < 16; l++) acc[l] /= (float)S;
+        memcpy((float *)j->y + plane * 16, acc, sizeof acc);
+    }
+}
+
 static bool pool_type_ok(tern_dtype dt, pool_mode mode)
 {
     if (dtype_is_float(dt)) return true;
     return mode == POOL_MAX && (dt == TERN_INT8 || dt == TERN_UINT8);
 }
 
-/* Runs job j (geometry and mode set) on x into output 0 (and 1: Indices). */
-static tern_status *pool_run(op_ctx *c, pool_job *j, const tern_tensor *x, bool want_indices)
+/* Runs job j (geometry and mode set) on x into output 0 (and 1: Indices).
+ * global: j's window is the whole input. */
+static tern_status *pool_run(op_ctx *c, pool_job *j, const tern_tensor *x, bool want_indices,
+                             bool global)
 {
     if (!pool_type_ok(x->dtype, j->mode))
         return op_error(c, "unsupported type %s", tern_dtype_name(x->dtype));
     int64_t dims[TERN_MAX_RANK] = {x->dims[0], x->dims[1]};
     for (int d = 0; d < j->g.nsp; d++) dims[d + 2] = j->g.out[d];
+    bool indices = want_indices && c->n_out > 1 && op_out_used(c, 1);
+    if (x->layout == LAYOUT_C16 && (indices || j->mode == POOL_LP)) TERN_TRY(dnn_plain(c, x, &x));
+    if (!indices && !global && c->state) {
+        bool done;
+        TERN_TRY(dnn_pool_run(c, (dnn_cache *)c->state, x, &j->g, j->mode == POOL_MAX,
+                              j->include_pad, &done));
+        if (done) return NULL;
+    }
+    if (x->layout == LAYOUT_C16 && !global && j->g.nsp > 2) TERN_TRY(dnn_plain(c, x, &x));
     tern_tensor *y, *ind = NULL;
     TERN_TRY(op_out(c, 0, x->dtype, x->rank, dims, &y));
-    if (want_indices && c->n_out > 1 && op_out_used(c, 1))
-        TERN_TRY(op_out(c, 1, TERN_INT64, x->rank, dims, &ind));
+    if (indices) TERN_TRY(op_out(c, 1, TERN_INT64, x->rank, dims, &ind));
     j->indices = ind ? ind->data : NULL;
     int64_t planes = x->dims[0] * x->dims[1];
+    if (x->layout == LAYOUT_C16) { /* float32 (core/tensor.h) */
+        j->x = x->data;
+        j->y = y->data;
+        y->layout = global ? LAYOUT_PLAIN : LAYOUT_C16;
+        tpool_for(c->pool, planes / 16, 1, global ? global_c16_range : pool2d_c16_range, j);
+        return NULL;
+    }
     if (x->dtype == TERN_FLOAT) {
         j->x = x->data;
         j->y = y->data;
@@ -217,6 +310,14 @@ static tern_status *pool_run(op_ctx *c, pool_job *j, const tern_tensor *x, bool 
     j->y = yd;
     tpool_for(c->pool, planes, 1, pool_range_f64, j);
     for (int64_t i = 0; i < y->numel; i++) dtype_set_f64(y->dtype, y->data, i, yd[i]);
+    return NULL;
+}
+
+/* MaxPool and AveragePool keep a oneDNN plan cache (dnnl_pool.c) for the
+ * blocked inputs, whatever their inputs (there are no weights). */
+static tern_status *pool_prepare(op_prep *p, const void **state)
+{
+    *state = dnn_cache_create(p);
     return NULL;
 }
 
@@ -238,7 +339,7 @@ static tern_status *op_maxpool(op_ctx *c)
     TERN_TRY(pool_kernel(c, x, k));
     pool_job j = {.mode = POOL_MAX, .col_major = op_attr_int(c, "storage_order", 0) == 1};
     TERN_TRY(conv_geom_make(c, x, k, op_attr_int(c, "ceil_mode", 0) != 0, &j.g));
-    return pool_run(c, &j, x, true);
+    return pool_run(c, &j, x, true, false);
 }
 
 static tern_status *op_avgpool(op_ctx *c)
@@ -249,7 +350,7 @@ static tern_status *op_avgpool(op_ctx *c)
     TERN_TRY(pool_kernel(c, x, k));
     pool_job j = {.mode = POOL_AVG, .include_pad = op_attr_int(c, "count_include_pad", 0) != 0};
     TERN_TRY(conv_geom_make(c, x, k, op_attr_int(c, "ceil_mode", 0) != 0, &j.g));
-    return pool_run(c, &j, x, false);
+    return pool_run(c, &j, x, false, false);
 }
 
 /* LpPool's p: a float in opset 1, an int since opset 2. */
@@ -270,7 +371,7 @@ static tern_status *op_lppool(op_ctx *c)
     pool_job j = {.mode = POOL_LP};
     TERN_TRY(lp_exponent(c, &j.p));
     TERN_TRY(conv_geom_make(c, x, k, op_attr_int(c, "ceil_mode", 0) != 0, &j.g));
-    return pool_run(c, &j, x, false);
+    return pool_run(c, &j, x, false, false);
 }
 
 /* Global pools: one window covering every spatial position. */
@@ -293,7 +394,7 @@ static tern_status *global_pool(op_ctx *c, pool_mode mode)
         g->in_size *= g->in[d];
         g->k_size *= g->k[d];
     }
-    return pool_run(c, &j, x, false);
+    return pool_run(c, &j, x, false, true);
 }
 
 static tern_status *op_global_avgpool(op_ctx *c)
@@ -365,11 +466,11 @@ static tern_status *op_maxunpool(op_ctx *c)
 }
 
 const op_def ops_pool[] = {
-    {"", "MaxPool", 1, 17, op_maxpool},
-    {"", "AveragePool", 1, 17, op_avgpool},
+    {"", "MaxPool", 1, 17, op_maxpool, pool_prepare, OP_TAKES_C16},
+    {"", "AveragePool", 1, 17, op_avgpool, pool_prepare, OP_TAKES_C16},
     {"", "LpPool", 1, 17, op_lppool},
-    {"", "GlobalAveragePool", 1, 17, op_global_avgpool},
-    {"", "GlobalMaxPool", 1, 17, op_global_maxpool},
+    {"", "GlobalAveragePool", 1, 17, op_global_avgpool, NULL, OP_TAKES_C16},
+    {"", "GlobalMaxPool", 1, 17, op_global_maxpool, NULL, OP_TAKES_C16},
     {"", "GlobalLpPool", 1, 17, op_global_lppool},
     {"", "MaxUnpool", 9, 17, op_maxunpool},
     {0},

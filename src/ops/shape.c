@@ -366,22 +366,39 @@ static tern_status *op_space_to_depth(op_ctx *c)
 
 /* ---- joins and cuts ------------------------------------------------------ */
 
+/* Concat. Channel-blocked inputs (LAYOUT_C16, from oneDNN convolutions)
+ * joined along the channels stay blocked: with C a multiple of 16, each
+ * image's channels are one contiguous run in both layouts, so the plain
+ * copy is the blocked one too. Any other mix is made plain first. */
 static tern_status *op_concat(op_ctx *c)
 {
     if (c->n_in < 1) return op_error(c, "no inputs");
-    const tern_tensor *x0;
-    TERN_TRY(shapeop_input(c, 0, &x0));
+    const tern_tensor *buf[16], **ins = buf;
+    if (c->n_in > 16) TERN_TRY(op_scratch(c, (size_t)c->n_in * sizeof *ins, (void **)&ins));
+    bool any_c16 = false, all_c16 = true;
+    for (int k = 0; k < c->n_in; k++) {
+        TERN_TRY(shapeop_input(c, k, &ins[k]));
+        if (ins[k]->layout == LAYOUT_C16)
+            any_c16 = true;
+        else
+            all_c16 = false;
+    }
+    const tern_tensor *x0 = ins[0];
     const op_attr *aa = op_attr_get(c, "axis");
     if (!aa && c->opset >= 4) return op_error(c, "attribute axis is missing");
     int r = x0->rank, axis;
     if (r == 0) return op_error(c, "cannot concatenate scalars");
     TERN_TRY(op_axis(c, aa ? aa->i : 1, r, &axis));
+    bool blocked = any_c16 && all_c16 && axis == 1;
+    if (any_c16 && !blocked) {
+        TERN_TRY(op_plain_inputs(c, ins));
+        x0 = ins[0];
+    }
     int64_t dims[TERN_MAX_RANK];
     memcpy(dims, x0->dims, (size_t)r * sizeof *dims);
     dims[axis] = 0;
     for (int k = 0; k < c->n_in; k++) {
-        const tern_tensor *x;
-        TERN_TRY(shapeop_input(c, k, &x));
+        const tern_tensor *x = ins[k];
         if (x->dtype != x0->dtype) return op_error(c, "inputs differ in type");
         if (x->rank != r) return op_error(c, "input %d has rank %d, expected %d", k, x->rank, r);
         for (int i = 0; i < r; i++)
@@ -391,6 +408,7 @@ static tern_status *op_concat(op_ctx *c)
     }
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, x0->dtype, r, dims, &y));
+    if (blocked) y->layout = LAYOUT_C16;
     if (y->numel == 0) return NULL;
     size_t esz = dtype_elem_size(x0->dtype);
     int64_t outer = 1, inner = (int64_t)esz;
@@ -398,8 +416,8 @@ static tern_status *op_concat(op_ctx *c)
     for (int i = axis + 1; i < r; i++) inner *= dims[i];
     int64_t row = dims[axis] * inner, off = 0;
     for (int k = 0; k < c->n_in; k++) {
-        const char *s = c->in[k]->data;
-        int64_t blk = c->in[k]->dims[axis] * inner;
+        const char *s = ins[k]->data;
+        int64_t blk = ins[k]->dims[axis] * inner;
         if (blk)
             for (int64_t o = 0; o < outer; o++)
                 memcpy((char *)y->data + o * row + off, s + o * blk, (size_t)blk);
@@ -606,7 +624,7 @@ const op_def ops_shape[] = {
     {"", "Tile", 6, 17, op_tile},
     {"", "DepthToSpace", 1, 17, op_depth_to_space},
     {"", "SpaceToDepth", 1, 17, op_space_to_depth},
-    {"", "Concat", 1, 17, op_concat},
+    {"", "Concat", 1, 17, op_concat, NULL, OP_TAKES_C16},
     {"", "Split", 1, 17, op_split},
     {"", "Pad", 1, 17, op_pad},
     {"", "Shape", 1, 17, shapeop_shape},
