@@ -119,7 +119,9 @@ UN_FLOAT_KERNEL(cosh, cosh(v))
 UN_FLOAT_KERNEL(asinh, asinh(v))
 UN_FLOAT_KERNEL(acosh, acosh(v))
 UN_FLOAT_KERNEL(atanh, atanh(v))
-UN_FLOAT_KERNEL(erf, erf(v))
+EW_UNARY_FN(erf_f32, float, float, float, ru_erff(v))
+EW_UNARY_FN(erf_f64, double, double, double, erf(v))
+UN_KERNEL(erf, EW_TBL_FLOAT(erf))
 
 /* ---- activations without attributes --------------------------------------- */
 

@@ -21,13 +21,6 @@
  * is packed once at load by the prepare hook, as MatMul and Gemm do); the
  * bias and the activation are applied row by row right after, while the
  * rows are still in cache, split over the thread pool.
- *
- * erf: libm's is a scalar call per element, which made GELU one of the
- * slowest ops of a transformer. Here erf(x) = x P(x^2) / Q(x^2) for |x| <
- * 3.92 and +-1 beyond (where erf rounds to 1 in float), P of degree 5 and Q
- * of degree 5 in x^2, a rational least-squares fit made for tern (error of
- * the fit 2e-8; evaluated in float, within 5e-7 of the true erf). No branch
- * and no libm call, so the loop vectorises; NaN propagates.
  */
 #include <float.h>
 #include <math.h>
@@ -37,6 +30,7 @@
 #include "ops/elementwise.h"
 #include "ops/linalg_gemm.h"
 #include "ops/op.h"
+#include "ops/reduce_util.h"
 
 /* ---- activations ------------------------------------------------------------ */
 
@@ -76,33 +70,9 @@ static tern_status *read_act(op_ctx *c, act_spec *a)
 /* min(max(v, lo), hi) with Clip's rules: lo > hi gives hi; NaN passes. */
 #define CLAMP(v, lo, hi) ((v) < (lo) ? ((lo) > (hi) ? (hi) : (lo)) : (v) > (hi) ? (hi) : (v))
 
-static TERN_INLINE float erf_approx(float x)
-{
-    float z = ew_sel_f32(x > 3.93f, 3.93f, x);
-    z = ew_sel_f32(z < -3.93f, -3.93f, z);
-    float t = z * z;
-    float p = 2.033922783084563e-06f;
-    p = p * t + 2.868563460651785e-04f;
-    p = p * t + 3.851941553875804e-03f;
-    p = p * t + 5.300862342119217e-02f;
-    p = p * t + 1.924148797988892e-01f;
-    p = p * t + 1.128378987312317f;
-    float q = 3.803006620728411e-05f;
-    q = q * t + 1.183679327368736e-03f;
-    q = q * t + 1.513953972607851e-02f;
-    q = q * t + 1.149350851774216e-01f;
-    q = q * t + 5.038550496101379e-01f;
-    q = q * t + 1.0f;
-    float r = z * p / q;
-    /* exactly +-1 where erf rounds to it, so that x * (1 + erf) of -inf is
-     * NaN, as the unfused graph computes */
-    r = ew_sel_f32(x >= 3.92f, 1.0f, r);
-    return ew_sel_f32(x <= -3.92f, -1.0f, r);
-}
-
 static TERN_INLINE float gelu1(float x)
 {
-    return 0.5f * x * (1.0f + erf_approx(x * 0.70710678118654752f));
+    return 0.5f * x * (1.0f + ru_erff(x * 0.70710678118654752f));
 }
 
 /* y[j] = act(y[j] + beta * b[j * bs]) for j < n; b may be NULL, bs 0 or 1. */

@@ -175,6 +175,37 @@ static inline float ru_expf(float x)
     return ru_select(under, 0.0f, y * scale);
 }
 
+/* erf for Erf and GELU: libm's is a scalar call per element, which made GELU one of the
+ * slowest ops of a transformer. Here erf(x) = x P(x^2) / Q(x^2) for |x| <
+ * 3.92 and +-1 beyond (where erf rounds to 1 in float), P of degree 5 and Q
+ * of degree 5 in x^2, a rational least-squares fit made for tern (error of
+ * the fit 2e-8; evaluated in float, within 5e-7 of the true erf). No branch
+ * and no libm call, so the loop vectorises; NaN propagates.
+ */
+static inline float ru_erff(float x)
+{
+    float z = ru_select(0u - (uint32_t)(x > 3.93f), 3.93f, x);
+    z = ru_select(0u - (uint32_t)(z < -3.93f), -3.93f, z);
+    float t = z * z;
+    float p = 2.033922783084563e-06f;
+    p = p * t + 2.868563460651785e-04f;
+    p = p * t + 3.851941553875804e-03f;
+    p = p * t + 5.300862342119217e-02f;
+    p = p * t + 1.924148797988892e-01f;
+    p = p * t + 1.128378987312317f;
+    float q = 3.803006620728411e-05f;
+    q = q * t + 1.183679327368736e-03f;
+    q = q * t + 1.513953972607851e-02f;
+    q = q * t + 1.149350851774216e-01f;
+    q = q * t + 5.038550496101379e-01f;
+    q = q * t + 1.0f;
+    float r = z * p / q;
+    /* exactly +-1 where erf rounds to it, so that x * (1 + erf) of -inf is
+     * NaN, as the unfused graph computes */
+    r = ru_select(0u - (uint32_t)(x >= 3.92f), 1.0f, r);
+    return ru_select(0u - (uint32_t)(x <= -3.92f), -1.0f, r);
+}
+
 /* tanh from ru_expf for |x| >= 0.625, Cephes' odd polynomial below (where
  * 1 - 2/(e^2|x| + 1) would cancel). Within 2 ulp; branch-free like ru_expf. */
 static inline float ru_tanhf(float x)
