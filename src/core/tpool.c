@@ -4,6 +4,13 @@
  * participant, the caller included, claims chunks with an atomic counter until
  * none are left, and the caller waits until every worker has checked out of
  * the generation. The job lives on the caller's stack for that time.
+ *
+ * An inference calls tpool_for once per node, tens of microseconds apart,
+ * and a futex wake-up costs about as much: so a worker first spins for a
+ * while (SPIN_ROUNDS pauses, some tens of microseconds) watching the
+ * generation before it sleeps on the condition variable, and the caller
+ * likewise spins before sleeping until the workers check out. A pool only
+ * spins as many threads as it was created with.
  */
 #include "core/tpool.h"
 
@@ -12,14 +19,23 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+#define SPIN_ROUNDS 2000
+
 struct tpool {
     int nthreads; /* including the caller */
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t work_cv, done_cv;
-    unsigned long gen;
-    int active; /* workers still inside the current generation */
-    bool stop;
+    atomic_ulong gen;
+    atomic_int active; /* workers still inside the current generation */
+    atomic_bool stop;
     /* current job */
     tpool_fn fn;
     void *arg;
@@ -41,17 +57,27 @@ static void *worker(void *vp)
 {
     tpool *p = vp;
     unsigned long seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->stop && p->gen == seen) pthread_cond_wait(&p->work_cv, &p->mu);
-        if (p->stop) break;
-        seen = p->gen;
+        for (int i = 0; i < SPIN_ROUNDS && atomic_load_explicit(&p->gen, memory_order_acquire) == seen &&
+                        !atomic_load(&p->stop);
+             i++)
+            cpu_relax();
+        pthread_mutex_lock(&p->mu);
+        while (!atomic_load(&p->stop) && atomic_load(&p->gen) == seen)
+            pthread_cond_wait(&p->work_cv, &p->mu);
+        if (atomic_load(&p->stop)) {
+            pthread_mutex_unlock(&p->mu);
+            break;
+        }
+        seen = atomic_load(&p->gen);
         pthread_mutex_unlock(&p->mu);
         run_chunks(p);
-        pthread_mutex_lock(&p->mu);
-        if (--p->active == 0) pthread_cond_signal(&p->done_cv);
+        if (atomic_fetch_sub(&p->active, 1) == 1) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done_cv);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -83,7 +109,7 @@ void tpool_free(tpool *p)
     if (!p) return;
     if (p->nthreads > 1) {
         pthread_mutex_lock(&p->mu);
-        p->stop = true;
+        atomic_store(&p->stop, true);
         pthread_cond_broadcast(&p->work_cv);
         pthread_mutex_unlock(&p->mu);
         for (int i = 0; i < p->nthreads - 1; i++) pthread_join(p->threads[i], NULL);
@@ -116,12 +142,15 @@ void tpool_for(tpool *p, int64_t n, int64_t grain, tpool_fn fn, void *arg)
     p->n = n;
     p->chunk = chunk;
     atomic_store(&p->next, 0);
-    p->active = p->nthreads - 1;
-    p->gen++;
+    atomic_store(&p->active, p->nthreads - 1);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
     pthread_cond_broadcast(&p->work_cv);
     pthread_mutex_unlock(&p->mu);
     run_chunks(p);
-    pthread_mutex_lock(&p->mu);
-    while (p->active > 0) pthread_cond_wait(&p->done_cv, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < SPIN_ROUNDS && atomic_load(&p->active) > 0; i++) cpu_relax();
+    if (atomic_load(&p->active) > 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->active) > 0) pthread_cond_wait(&p->done_cv, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
 }
