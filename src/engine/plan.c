@@ -117,8 +117,15 @@ struct mem_plan {
     unsigned char *given; /* per take: returned in the current replay */
     int n_req;
     size_t total;
-    bool unstable; /* a replay diverged: run this signature on the heap */
+    bool unstable; /* replays kept diverging: run this signature on the heap */
+    bool rerecord; /* a replay diverged: record the next run again */
+    int replans;   /* how often that happened */
 };
+
+/* A plan that diverges is recorded again this many times (kernels may
+ * settle on a different plan on a shape's second run, as oneDNN's Winograd
+ * convolutions do) before the signature is left on the heap for good. */
+#define MEM_REPLANS 1
 
 static void plan_drop_arrays(mem_plan *p)
 {
@@ -238,8 +245,16 @@ static tern_status *plan_build(exec_mem *m)
         plan_free(p);
         return st;
     }
-    m->plans[m->n_plans++] = p;
     m->fit_pending = true;
+    for (int i = 0; i < m->n_plans; i++)
+        if (m->plans[i]->key_n == p->key_n &&
+            !memcmp(m->plans[i]->key, p->key, (size_t)p->key_n * sizeof *p->key)) {
+            p->replans = m->plans[i]->replans; /* a re-recording replaces its plan */
+            plan_free(m->plans[i]);
+            m->plans[i] = p;
+            return NULL;
+        }
+    m->plans[m->n_plans++] = p;
     return NULL;
 }
 
@@ -329,7 +344,7 @@ tern_status *exec_mem_begin(exec_mem *m, const int64_t *key, int n)
         return NULL;
     }
     mem_plan *p = plan_find(m, key, n);
-    if (p && !p->unstable) {
+    if (p && !p->unstable && !p->rerecord) {
         /* after a new plan, shrink the heap to the biggest plan: the
          * unplanned first run may have left it much larger */
         size_t need = p->total;
@@ -347,7 +362,7 @@ tern_status *exec_mem_begin(exec_mem *m, const int64_t *key, int n)
         return NULL;
     }
     arena_heap_reset(&m->heap, 0, false);
-    if (p || m->n_plans >= MEM_MAX_PLANS) return NULL;
+    if (p ? !p->rerecord : m->n_plans >= MEM_MAX_PLANS) return NULL;
     if (!grow((void **)&m->key, &m->cap_key, n, sizeof *m->key)) return NULL;
     if (n) memcpy(m->key, key, (size_t)n * sizeof *key);
     m->key_n = n;
@@ -364,7 +379,12 @@ void exec_mem_end(exec_mem *m, bool ok)
     }
     if (m->mode == MODE_REPLAY && !m->diverged) skip_given(m);
     if (m->mode == MODE_REPLAY && (m->diverged || (ok && m->ev != m->cur->n_ev))) {
-        m->cur->unstable = true;
+        if (m->cur->replans < MEM_REPLANS) {
+            m->cur->rerecord = true;
+            m->cur->replans++;
+        } else {
+            m->cur->unstable = true;
+        }
         plan_drop_arrays(m->cur);
     }
 }

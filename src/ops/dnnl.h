@@ -113,6 +113,7 @@ typedef struct dnn_entry {
     int64_t key[DNN_KEY_MAX];
     unsigned long used; /* tick of the last use, for eviction */
     bool built, ok;     /* ok: the plan runs; !ok: oneDNN declined, use the portable path */
+    bool upgradable;    /* a direct plan whose next run builds the Winograd one */
     dnn_plan plan;
 } dnn_entry;
 

@@ -168,8 +168,22 @@ done:
  * (groups that do not fill a block of 16). Z by binary post-op, then by sum.
  * oneDNN's im2col + GEMM implementation (the one it takes for plain layouts,
  * and for a binary post-op reading a plain Z) comes only when no direct
- * kernel fits: it is 2-3 times slower than those. */
-static bool conv_plan(dnn_cache *k, const dnn_conv *cv, dnn_plan *p)
+ * kernel fits: it is 2-3 times slower than those.
+ *
+ * oneDNN's Winograd weight transform (wino_reorder) is slow, ~17 ms per
+ * resnet18 layer, 225 ms in all: three quarters of a one-shot `tern run`.
+ * So the first run of a shape takes the direct plan, and the second, which
+ * shows the shape recurs, builds the Winograd plan in its place (tern
+ * serve's warm-up runs twice, so serving starts on it). */
+static bool wino_shape(const dnn_conv *cv)
+{
+    const conv_geom *g = cv->g;
+    if (g->nsp != 2 || cv->group != 1) return false;
+    for (int i = 0; i < g->nsp; i++)
+        if (g->k[i] != 3 || g->stride[i] != 1 || g->dil[i] != 1) return false;
+    return true;
+}
+static bool conv_plan(dnn_cache *k, const dnn_conv *cv, bool wino, dnn_plan *p, bool *is_wino)
 {
     int rank = cv->x->rank;
     dnnl_format_tag_t c16 = dnn_tag(rank, LAYOUT_C16), any = dnnl_format_tag_any;
@@ -181,14 +195,16 @@ static bool conv_plan(dnn_cache *k, const dnn_conv *cv, dnn_plan *p)
     };
     dnnl_alg_kind_t algs[2] = {dnnl_convolution_winograd, dnnl_convolution_direct};
     for (int gemm = 0; gemm < 2; gemm++)
-        for (int a = dnn_winograd() ? 0 : 1; a < 2; a++)
+        for (int a = wino ? 0 : 1; a < 2; a++)
             for (int t = 0; t < 3; t++) {
                 if (t > 0 && tries[t][0] == tries[t - 1][0] && tries[t][1] == tries[t - 1][1])
                     continue;
                 for (int binary = 1; binary >= (cv->z ? 0 : 1); binary--) {
                     if (conv_build(k, cv, algs[a], tries[t][0], tries[t][1], binary, gemm, p) ==
-                        dnnl_success)
+                        dnnl_success) {
+                        *is_wino = a == 0;
                         return true;
+                    }
                     dnn_plan_free(p);
                 }
             }
@@ -215,9 +231,20 @@ tern_status *dnn_conv_run(op_ctx *c, dnn_cache *k, const dnn_conv *cv, bool *don
     key[n++] = cv->z ? 1 + cv->z->layout : 0;
     key[n++] = nthr;
     dnn_entry *e = dnn_cache_lock(k, key, n);
+    bool is_wino = false;
     if (!e->built) {
         e->built = true;
-        e->ok = conv_plan(k, cv, &e->plan);
+        e->ok = conv_plan(k, cv, false, &e->plan, &is_wino);
+        e->upgradable = e->ok && dnn_winograd() && wino_shape(cv);
+    } else if (e->upgradable) {
+        e->upgradable = false;
+        dnn_plan w = {0};
+        if (conv_plan(k, cv, true, &w, &is_wino) && is_wino) {
+            dnn_plan_free(&e->plan);
+            e->plan = w;
+        } else {
+            dnn_plan_free(&w);
+        }
     }
     tern_status *st = NULL;
     if (e->ok) {

@@ -186,7 +186,9 @@ tern_status *version_run(model_version *v, int n_inputs, const char *const *name
 }
 
 /* Runs zeros of the warm-up shapes (or of the declared shapes, dynamic
- * dimensions 1) through one session. */
+ * dimensions 1) through one session, twice: kernels build their cheap plan
+ * on a shape's first run and the costly, faster one (oneDNN Winograd
+ * convolutions) on its second, which then happens before any request. */
 static tern_status *warm_session(const store_config *cfg, tern_session *sess)
 {
     int n = tern_session_input_count(sess);
@@ -224,8 +226,13 @@ static tern_status *warm_session(const store_config *cfg, tern_session *sess)
         else
             st = tern_tensor_create(io->dtype, rank, dims, &ins[i]);
     }
-    if (!st) st = tern_session_run(sess, n, names, (const tern_tensor *const *)ins, outs);
-    for (int j = 0; outs && j < n_out; j++) tern_tensor_free(outs[j]);
+    for (int rep = 0; rep < 2 && !st; rep++) {
+        st = tern_session_run(sess, n, names, (const tern_tensor *const *)ins, outs);
+        for (int j = 0; outs && j < n_out; j++) {
+            tern_tensor_free(outs[j]);
+            outs[j] = NULL;
+        }
+    }
     for (int i = 0; ins && i < n; i++) tern_tensor_free(ins[i]);
     free(names);
     free(ins);

@@ -226,7 +226,19 @@ static void test_blocks_and_plans(void **state)
     assert_ptr_not_equal(q[1], q[2]);
 
     /* b held longer than recorded: the replay must stop before c is placed
-     * over it, and the plan is not used again */
+     * over it; the next run records the plan again (MEM_REPLANS), and after
+     * a second divergence the signature stays on the heap */
+    assert_null(exec_mem_begin(&m, key, 2));
+    executor_calls(&m, true, q);
+    assert_ptr_not_equal(q[1], q[2]);
+    exec_mem_stats(&m, &st);
+    assert_string_equal(st.mode, "replay-diverged");
+    exec_mem_end(&m, true);
+    assert_null(exec_mem_begin(&m, key, 2));
+    executor_calls(&m, false, q);
+    exec_mem_stats(&m, &st);
+    assert_string_equal(st.mode, "record");
+    exec_mem_end(&m, true);
     assert_null(exec_mem_begin(&m, key, 2));
     executor_calls(&m, true, q);
     assert_ptr_not_equal(q[1], q[2]);
@@ -257,12 +269,15 @@ typedef struct model_case {
     const char *inputs[3];
     int sets;     /* input sets, run in turn */
     bool dynamic; /* shapes depend on the data: the plan must be dropped */
+    bool settles; /* kernels change plans on the second run (oneDNN Winograd
+                     convolutions): that replay diverges, the third records
+                     again and later runs replay */
 } model_case;
 
 static const model_case cases[] = {
-    {"chain", {"x"}, 1, false},           {"convs", {"x"}, 1, false},
-    {"control", {"x", "cond"}, 2, false}, {"sequences", {"x"}, 1, false},
-    {"dynamic", {"x"}, 3, true},          {"strings", {"x"}, 1, false},
+    {"chain", {"x"}, 1, false, false},           {"convs", {"x"}, 1, false, true},
+    {"control", {"x", "cond"}, 2, false, false}, {"sequences", {"x"}, 1, false, false},
+    {"dynamic", {"x"}, 3, true, false},          {"strings", {"x"}, 1, false, false},
 };
 
 static tern_tensor *load(const char *model, int set, const char *kind, const char *name)
@@ -356,11 +371,15 @@ static size_t run_case(const model_case *mc, const char *policy, int reps)
             size_t bump;
             exec_stats(session_exec_state(s), &ms, &bump);
             const char *want = policy;
+            /* a diverged plan is recorded once more (MEM_REPLANS) before
+             * its signature stays on the heap */
             if (!strcmp(policy, "plan"))
-                want = run == 0       ? "record"
-                       : !mc->dynamic ? "replay"
-                       : run == 1     ? "replay-diverged"
-                                      : "dynamic";
+                want = run == 0                                 ? "record"
+                       : !mc->dynamic && !mc->settles           ? "replay"
+                       : run == 1 || (mc->dynamic && run == 3) ? "replay-diverged"
+                       : run == 2                               ? "record"
+                       : mc->settles                            ? "replay"
+                                                                : "dynamic";
             if (strcmp(ms.mode, want))
                 fail_msg("%s (%s, run %d): memory mode %s, expected %s", mc->name, policy, run,
                          ms.mode, want);
@@ -384,7 +403,7 @@ static void test_models_every_policy(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         size_t off = run_case(&cases[i], "off", 2);
         size_t dyn = run_case(&cases[i], "dynamic", 2);
-        size_t plan = run_case(&cases[i], "plan", 3);
+        size_t plan = run_case(&cases[i], "plan", 5);
         assert_true(dyn <= off);
         if (!cases[i].dynamic) assert_true(plan <= dyn);
         if (!strcmp(cases[i].name, "chain")) {
