@@ -411,22 +411,25 @@ static void print_op(const op_def *d, void *arg)
            d->until);
 }
 
-/* oneDNN runs on OpenMP, whose idle workers by default spin for a while
- * after each parallel region; on a machine whose cores tern's own threads
- * (and the server's) also use, that spinning took a 2-thread resnet18 from
- * 25 to 50-300 ms. libgomp reads OMP_WAIT_POLICY once, before main, so when
- * the user has not chosen, tern sets it to PASSIVE and re-executes itself
- * (once: the variable is then set). If exec fails, it runs as it is. */
-static void omp_passive(char **argv)
+/* oneDNN runs on OpenMP, whose idle workers by default spin for 300,000
+ * rounds after each parallel region; on a machine whose cores tern's own
+ * threads (and the server's) also use, that spinning took a 2-thread
+ * resnet18 from 12 to 50-300 ms, and not spinning at all (PASSIVE) costs a
+ * futex wake-up per convolution (mobilenet_v2, 2 threads: 6.5 ms against
+ * 4.8 ms with a short spin). libgomp reads its settings once, before main,
+ * so when the user has set neither, tern sets GOMP_SPINCOUNT=10000 and
+ * re-executes itself (once: the variable is then set). If exec fails, it
+ * runs as it is. */
+static void omp_short_spin(char **argv)
 {
-    if (getenv("OMP_WAIT_POLICY")) return;
-    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("GOMP_SPINCOUNT", "10000", 1) != 0) return;
     execv("/proc/self/exe", argv);
 }
 
 int main(int argc, char **argv)
 {
-    omp_passive(argv);
+    omp_short_spin(argv);
     if (argc < 2) return usage(stderr);
     const char *cmd = argv[1];
     if (!strcmp(cmd, "check")) return cmd_check(argc - 2, argv + 2);
