@@ -863,7 +863,17 @@ tern_status *server_start(const server_settings *cfg, tern_server **out)
         free(srv);
         return st;
     }
-    srv->pool = pool_create((int)cfg->infer_threads);
+    /* By default half the cores run engines and the rest is left to the
+     * HTTP threads, which decode and encode every request: more workers
+     * than that only take turns on the same cores (on 2 cores, batched MLP
+     * requests from 64 clients: 21.6-24.5k req/s with 2 workers, 25.4-26.4k
+     * with 1, which also batches more). */
+    long workers = cfg->infer_threads;
+    if (workers <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        workers = cores >= 2 ? cores / 2 : 1;
+    }
+    srv->pool = pool_create((int)workers);
     if (!srv->pool) {
         store_free(srv->store);
         free(srv);
