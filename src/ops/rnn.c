@@ -126,7 +126,7 @@ static TERN_INLINE void act_apply_impl(const rnn_act *a, float *v, int64_t n)
 
 TERN_MULTI_VOID(act_apply, (const rnn_act *a, float *v, int64_t n), (a, v, n))
 
-static void clip_apply(float clip, float *v, int64_t n)
+static TERN_INLINE void clip_apply(float clip, float *v, int64_t n)
 {
     if (clip <= 0) return;
     for (int64_t i = 0; i < n; i++) v[i] = v[i] < -clip ? -clip : v[i] > clip ? clip : v[i];
@@ -203,6 +203,42 @@ typedef struct rnn_args {
     int n_act;
 } rnn_args;
 
+/* One LSTM step of one batch row: gates g (i, o, f, c; the recurrent
+ * product) plus the projected input x, peepholes P, cell state cb and
+ * hidden state hb updated in place. Compiled per ISA as a whole, with the
+ * activations inlined. */
+static TERN_INLINE void lstm_cell_impl(const rnn_args *a, const rnn_act *act, const float *P,
+                                       const float *x, float *g, float *cb, float *hb, int64_t H)
+{
+    float *gi = g, *go = g + H, *gf = g + 2 * H, *gc = g + 3 * H;
+    for (int64_t k = 0; k < 4 * H; k++) g[k] += x[k];
+    if (P)
+        for (int64_t k = 0; k < H; k++) {
+            gi[k] += P[k] * cb[k];
+            gf[k] += P[2 * H + k] * cb[k];
+        }
+    clip_apply(a->clip, gi, H);
+    clip_apply(a->clip, gf, 2 * H); /* f and c; o waits for its peephole */
+    act_apply_impl(&act[0], gi, H);
+    if (a->input_forget)
+        for (int64_t k = 0; k < H; k++) gf[k] = 1.0f - gi[k];
+    else
+        act_apply_impl(&act[0], gf, H);
+    act_apply_impl(&act[1], gc, H);
+    for (int64_t k = 0; k < H; k++) cb[k] = gf[k] * cb[k] + gi[k] * gc[k];
+    if (P)
+        for (int64_t k = 0; k < H; k++) go[k] += P[H + k] * cb[k];
+    clip_apply(a->clip, go, H);
+    act_apply_impl(&act[0], go, H);
+    memcpy(gc, cb, (size_t)H * sizeof(float));
+    act_apply_impl(&act[2], gc, H);
+    for (int64_t k = 0; k < H; k++) hb[k] = go[k] * gc[k];
+}
+TERN_MULTI_VOID(lstm_cell,
+                (const rnn_args *a, const rnn_act *act, const float *P, const float *x, float *g,
+                 float *cb, float *hb, int64_t H),
+                (a, act, P, x, g, cb, hb, H))
+
 /* Offset of row (t, b) in X, or of (t, d, b) in Y, for either layout. */
 static int64_t x_row(const rnn_args *a, int64_t t, int64_t b)
 {
@@ -278,30 +314,8 @@ static tern_status *run_direction(op_ctx *c, const rnn_args *a, int d, bool reve
                 act_apply(&act[0], g, H);
                 memcpy(hb, g, (size_t)H * sizeof(float));
             } else if (a->kind == CELL_LSTM) {
-                float *gi = g, *go = g + H, *gf = g + 2 * H, *gc = g + 3 * H, *cb = cs + b * H;
                 const float *P = a->P ? a->P + (int64_t)d * 3 * H : NULL;
-                for (int64_t k = 0; k < GH; k++) g[k] += x[k];
-                if (P)
-                    for (int64_t k = 0; k < H; k++) {
-                        gi[k] += P[k] * cb[k];
-                        gf[k] += P[2 * H + k] * cb[k];
-                    }
-                clip_apply(a->clip, gi, H);
-                clip_apply(a->clip, gf, 2 * H); /* f and c; o waits for its peephole */
-                act_apply(&act[0], gi, H);
-                if (a->input_forget)
-                    for (int64_t k = 0; k < H; k++) gf[k] = 1.0f - gi[k];
-                else
-                    act_apply(&act[0], gf, H);
-                act_apply(&act[1], gc, H);
-                for (int64_t k = 0; k < H; k++) cb[k] = gf[k] * cb[k] + gi[k] * gc[k];
-                if (P)
-                    for (int64_t k = 0; k < H; k++) go[k] += P[H + k] * cb[k];
-                clip_apply(a->clip, go, H);
-                act_apply(&act[0], go, H);
-                memcpy(gc, cb, (size_t)H * sizeof(float));
-                act_apply(&act[2], gc, H);
-                for (int64_t k = 0; k < H; k++) hb[k] = go[k] * gc[k];
+                lstm_cell(a, act, P, x, g, cs + b * H, hb, H);
             } else { /* GRU */
                 float *gz = g, *gr = g + H, *gh = tmp, *rh = tmp + H;
                 for (int64_t k = 0; k < 2 * H; k++) g[k] += x[k];
