@@ -128,17 +128,28 @@ static void print_type(const char *name, const graph_type *t)
     }
 }
 
+/* The model at path as a graph, as loaded (optimized false) or after the
+ * passes, its external data resolved against its folder. */
+static tern_status *load_graph(const char *path, bool optimized, graph_model **m)
+{
+    Onnx__ModelProto *proto;
+    TERN_TRY(onnx_read_model_file(path, &proto));
+    char *dir = strdup(path);
+    if (!dir) return tern_error(TERN_ERR_NO_MEMORY, "out of memory");
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    const char *d = slash ? dir : ".";
+    tern_status *st = optimized ? engine_build_model(proto, d, engine_optimize_wanted(true), m)
+                                : graph_model_build(proto, d, m);
+    free(dir);
+    return st;
+}
+
 /* Prints the type of every value of the main graph, declared or inferred. */
 static int print_values(const char *path)
 {
-    Onnx__ModelProto *proto;
-    tern_status *st = onnx_read_model_file(path, &proto);
-    if (st) return fail(st);
     graph_model *m;
-    char *dir = strdup(path), *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    st = graph_model_build(proto, slash ? dir : ".", &m);
-    free(dir);
+    tern_status *st = load_graph(path, false, &m);
     if (st) return fail(st);
     printf("values:\n");
     for (int i = 0; i < m->main->n_values; i++)
@@ -150,14 +161,8 @@ static int print_values(const char *path)
 /* What the passes did to the main graph, and its ops after them. */
 static int print_optimized(const char *path)
 {
-    Onnx__ModelProto *proto;
-    tern_status *st = onnx_read_model_file(path, &proto);
-    if (st) return fail(st);
     graph_model *m;
-    char *dir = strdup(path), *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    st = engine_build_model(proto, slash ? dir : ".", engine_optimize_wanted(true), &m);
-    free(dir);
+    tern_status *st = load_graph(path, true, &m);
     if (st) return fail(st);
     const graph *g = m->main;
     printf("optimized: %d -> %d nodes\nrewrites:", m->main_nodes_before, g->n_nodes);
