@@ -8,9 +8,9 @@
  *                         attributes (transA, transB, alpha, beta);
  *   FusedMatMul(A, B, bias?)  act(A B + bias): A [..., k] by a 2-D B [k, n]
  *                         (a Linear layer on a batch of sequences), bias [n];
- *   Gelu(X)               x * (1 + erf(x / sqrt 2)) / 2, the exact GELU;
- *   LayerNormalization    ai.onnx's LayerNormalization (opset 17) for models
- *                         of older opsets: Y only, over axes [axis, rank).
+ *   Gelu(X)               x * (1 + erf(x / sqrt 2)) / 2, the exact GELU.
+ * (com.tern LayerNormalization, for models of opsets before 17, is
+ * ai.onnx's kernel in norm.c under a second name.)
  *
  * The activation is a string attribute `activation` ("Relu", "Clip",
  * "LeakyRelu", "HardSigmoid", "Gelu"; absent: none) with its parameters in
@@ -316,88 +316,9 @@ static tern_status *op_gelu(op_ctx *c)
     return NULL;
 }
 
-/* ---- LayerNormalization ------------------------------------------------------- */
-
-typedef struct ln_job {
-    const float *x, *scale, *bias;
-    float *y;
-    int64_t n, ss, bs; /* ss, bs: 1 per element or 0 (one value) */
-    float eps;
-} ln_job;
-
-/* Sums in 8 double lanes, which vectorises without reordering any lane. */
-static TERN_INLINE void ln_row_impl(const ln_job *j, int64_t r)
-{
-    const float *x = j->x + r * j->n;
-    float *restrict y = j->y + r * j->n;
-    int64_t n = j->n, i = 0;
-    double acc[8] = {0};
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) acc[l] += x[i + l];
-    double s = 0;
-    for (; i < n; i++) s += x[i];
-    for (int l = 0; l < 8; l++) s += acc[l];
-    float mean = (float)(s / (double)n);
-    double dev[8] = {0};
-    for (i = 0; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) {
-            float d = x[i + l] - mean;
-            dev[l] += (double)(d * d);
-        }
-    double v = 0;
-    for (; i < n; i++) {
-        float d = x[i] - mean;
-        v += (double)(d * d);
-    }
-    for (int l = 0; l < 8; l++) v += dev[l];
-    float inv = (float)(1.0 / sqrt(v / (double)n + (double)j->eps));
-    const float *g = j->scale, *b = j->bias;
-    if (j->ss && b && j->bs) {
-        for (i = 0; i < n; i++) y[i] = (x[i] - mean) * inv * g[i] + b[i];
-    } else {
-        for (i = 0; i < n; i++)
-            y[i] = (x[i] - mean) * inv * g[i * j->ss] + (b ? b[i * j->bs] : 0.0f);
-    }
-}
-TERN_MULTI_VOID(ln_row, (const ln_job *j, int64_t r), (j, r))
-
-static void ln_rows(void *arg, int64_t b, int64_t e)
-{
-    for (int64_t r = b; r < e; r++) ln_row(arg, r);
-}
-
-static tern_status *op_layernorm(op_ctx *c)
-{
-    TERN_TRY(need_f32(c, 0, "X"));
-    TERN_TRY(need_f32(c, 1, "Scale"));
-    const tern_tensor *x = c->in[0], *scale = c->in[1], *bias = c->n_in > 2 ? c->in[2] : NULL;
-    if (bias) TERN_TRY(need_f32(c, 2, "B"));
-    for (int i = 1; i < 3; i++)
-        if (op_out_used(c, i)) return op_error(c, "only output Y is supported");
-    int axis;
-    TERN_TRY(op_axis(c, op_attr_int(c, "axis", -1), x->rank, &axis));
-    int64_t n = 1;
-    for (int d = axis; d < x->rank; d++) n *= x->dims[d];
-    if (scale->numel != n && scale->numel != 1)
-        return op_error(c, "Scale has %lld elements, the normalised shape %lld",
-                        (long long)scale->numel, (long long)n);
-    if (bias && bias->numel != n && bias->numel != 1)
-        return op_error(c, "B has %lld elements, the normalised shape %lld", (long long)bias->numel,
-                        (long long)n);
-    tern_tensor *y;
-    TERN_TRY(op_out(c, 0, TERN_FLOAT, x->rank, x->dims, &y));
-    if (x->numel == 0) return NULL;
-    ln_job j = {
-        x->data, scale->data,       bias ? bias->data : NULL, y->data,
-        n,       scale->numel == n, bias && bias->numel == n, op_attr_float(c, "epsilon", 1e-5f)};
-    tpool_for(c->pool, x->numel / n, 16384 / (3 * n) + 1, ln_rows, &j);
-    return NULL;
-}
-
 const op_def ops_fused[] = {
     {"com.tern", "FusedGemm", 1, 1, op_fused_gemm, fused_gemm_prepare},
     {"com.tern", "FusedMatMul", 1, 1, op_fused_matmul, fused_matmul_prepare},
     {"com.tern", "Gelu", 1, 1, op_gelu},
-    {"com.tern", "LayerNormalization", 1, 1, op_layernorm},
     {0},
 };

@@ -13,8 +13,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "ops/norm_softmax.h"
+#include "core/cpu.h"
 #include "core/rng.h"
+#include "ops/norm_softmax.h"
 #include "ops/op.h"
 #include "ops/reduce_util.h"
 
@@ -197,7 +198,7 @@ typedef struct ln_job {
     float eps;
 } ln_job;
 
-static void ln_rows_f32(void *arg, int64_t b, int64_t e)
+static TERN_INLINE void ln_rows_f32_impl(void *arg, int64_t b, int64_t e)
 {
     const ln_job *j = arg;
     int64_t n = j->n;
@@ -217,6 +218,7 @@ static void ln_rows_f32(void *arg, int64_t b, int64_t e)
         }
     }
 }
+TERN_MULTI_VOID(ln_rows_f32, (void *arg, int64_t b, int64_t e), (arg, b, e))
 
 static tern_status *op_layernorm(op_ctx *c)
 {
@@ -477,6 +479,8 @@ const op_def ops_norm[] = {
     {"", "BatchNormalization", 1, 17, op_batchnorm},
     {"", "InstanceNormalization", 1, 17, op_instancenorm},
     {"", "LayerNormalization", 17, 17, op_layernorm},
+    /* the same op for models of older opsets, put in by graph/passes_fuse.c */
+    {"com.tern", "LayerNormalization", 1, 1, op_layernorm},
     {"", "LpNormalization", 1, 17, op_lpnorm},
     {"", "MeanVarianceNormalization", 9, 17, op_mvn},
     {"", "LRN", 1, 17, op_lrn},
