@@ -84,6 +84,7 @@ enum {
     GRAPH_PASS_FUSED_GEMM,
     GRAPH_PASS_FUSED_MATMUL,
     GRAPH_PASS_FUSED_CONV,
+    GRAPH_PASS_ATTENTION, /* MatMul, scale, mask, Softmax, MatMul -> com.tern Attention */
     GRAPH_PASS_KINDS
 };
 

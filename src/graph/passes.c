@@ -7,9 +7,12 @@
  *   2. patterns (one backward sweep): Conv+BatchNormalization, LayerNorm and
  *      GELU as exporters decompose them; they must come first because GELU
  *      becomes an activation that step 3 fuses into MatMul;
- *   3. fuse (one backward sweep): bias and activation into Conv, Gemm and
+ *   3. attention (one backward sweep, passes_attn.c): MatMul, scale, mask,
+ *      Softmax, MatMul -> com.tern Attention, before step 4 can take a
+ *      MatMul + constant mask for a bias;
+ *   4. fuse (one backward sweep): bias and activation into Conv, Gemm and
  *      MatMul, MatMul+bias into Gemm;
- *   4. dead nodes again, compaction, and an order check.
+ *   5. dead nodes again, compaction, and an order check.
  * Backward sweeps visit the last node of a pattern first, so the longest
  * pattern ending there wins (Conv+Add+Relu before Conv+Add).
  */
@@ -398,6 +401,7 @@ tern_status *graph_optimize(graph_model *m, graph *g, graph_evaluator *eval)
     if ((st = pass_simplify(&c))) goto done;
     pass_dead(&c);
     if ((st = pass_patterns(&c))) goto done;
+    if ((st = pass_attention(&c))) goto done;
     if ((st = pass_fuse(&c))) goto done;
     pass_dead(&c);
     st = compact(&c);
@@ -424,6 +428,7 @@ const char *graph_pass_name(int kind)
         [GRAPH_PASS_FUSED_GEMM] = "fused_gemm",
         [GRAPH_PASS_FUSED_MATMUL] = "fused_matmul",
         [GRAPH_PASS_FUSED_CONV] = "fused_conv",
+        [GRAPH_PASS_ATTENTION] = "attention",
     };
     return kind >= 0 && kind < GRAPH_PASS_KINDS ? names[kind] : "?";
 }

@@ -20,7 +20,8 @@
  * This header is the graph layer's internal interface between passes.c (the
  * driver and the shared helpers), passes_simplify.c (folding, Identity and
  * no-op removal, Transpose/Reshape chains) and passes_fuse.c (Conv+BN,
- * LayerNorm, GELU, and bias/activation fusion into Conv, Gemm and MatMul).
+ * LayerNorm, GELU, and bias/activation fusion into Conv, Gemm and MatMul) and
+ * passes_attn.c (attention).
  */
 #ifndef TERN_GRAPH_PASSES_H
 #define TERN_GRAPH_PASSES_H
@@ -115,5 +116,6 @@ tern_status *pass_simplify(pass_ctx *c);
 void pass_dead(pass_ctx *c);
 tern_status *pass_patterns(pass_ctx *c);
 tern_status *pass_fuse(pass_ctx *c);
+tern_status *pass_attention(pass_ctx *c);
 
 #endif

@@ -26,11 +26,13 @@ extern const op_def ops_text[];
 extern const op_def ops_random[];
 extern const op_def ops_training[];
 extern const op_def ops_fused[];
+extern const op_def ops_fused_attn[];
 
 static const op_def *const tables[] = {
     ops_elementwise, ops_linalg, ops_conv,    ops_pool,     ops_reduce,   ops_norm,
     ops_shape,       ops_gather, ops_control, ops_sequence, ops_rnn,      ops_quant,
     ops_image,       ops_signal, ops_text,    ops_random,   ops_training, ops_fused,
+    ops_fused_attn,
 };
 
 static const char *canon(const char *domain)
