@@ -7,7 +7,10 @@
  * In the main graph, output data and scratch come from the memory plan
  * (exec_mem_take); after each node the executor tells the plan which blocks
  * the new values hold, lets it return the rest (scratch, unused outputs),
- * and drops the values whose last reader this node was. Sequence arrays and
+ * and drops the values whose last reader this node was. Output 0 of an
+ * in-place kernel (OP_INPLACE*) takes the block of an input that this node
+ * is the last to read when the plan allows it (inplace_data), so a chain
+ * of activations runs in one buffer. Sequence arrays and
  * op_new_tensor() tensors stay in the bump arena: they are small, and
  * sequences point at them.
  */
@@ -71,9 +74,52 @@ static tern_status *alloc_dense(exec_state *x, bool planned, tern_tensor *s, ter
     return NULL;
 }
 
+/* For output 0 of an in-place kernel (OP_INPLACE*): the data of an input
+ * allowed by its flags that has dtype dt and shape (rank, dims) and that
+ * the plan lets go, or a block the plan puts it in (exec_mem_inplace); NULL
+ * to allocate as usual. */
+static void *inplace_data(const op_ctx *c, int i, tern_dtype dt, int rank, const int64_t *dims)
+{
+    const exec_frame *f = c->frame;
+    if (i != 0 || !f->planned) return NULL;
+    const graph_node *n = f->node;
+    unsigned may = n->def->flags / OP_INPLACE0 & 7u;
+    if (!may) return NULL;
+    tern_tensor shape = {.kind = TENSOR_DENSE, .dtype = dt};
+    tern_status *st = tensor_set_shape(&shape, rank, dims);
+    if (st) { /* op_out reports it */
+        tern_status_free(st);
+        return NULL;
+    }
+    const void *in[3];
+    bool dying[3];
+    int n_in = 0;
+    for (int k = 0; k < c->n_in && k < 3; k++) {
+        const tern_tensor *t = c->in[k];
+        if (!(may >> k & 1u) || !t || t->kind != TENSOR_DENSE || t->dtype != dt ||
+            dt == TERN_STRING || t->layout != LAYOUT_PLAIN || !shape_equal(t, &shape))
+            continue;
+        bool read_apart = false; /* also an input the kernel may read after writing */
+        for (int j = 0; j < c->n_in && !read_apart; j++)
+            read_apart = (j >= 3 || !(may >> j & 1u)) && c->in[j] && c->in[j]->data == t->data;
+        if (read_apart) continue;
+        in[n_in] = t->data;
+        dying[n_in++] =
+            n->in[k] >= 0 && exec_live_dies_at(f->x->live, (int)(n - f->g->nodes), n->in[k]);
+    }
+    return exec_mem_inplace(&f->x->mm, in, dying, n_in, tensor_nbytes(&shape));
+}
+
 tern_status *op_out(op_ctx *c, int i, tern_dtype dt, int rank, const int64_t *dims, tern_tensor **t)
 {
     TERN_TRY(out_slot(c, i, t));
+    void *data = inplace_data(c, i, dt, rank, dims);
+    if (data) {
+        (*t)->kind = TENSOR_DENSE;
+        (*t)->dtype = dt;
+        (*t)->data = data;
+        return tensor_set_shape(*t, rank, dims);
+    }
     tern_status *st = alloc_dense(c->frame->x, c->frame->planned, *t, dt, rank, dims);
     return st ? tern_error_wrap(st, "node '%s' (%s) output %d", c->node->name, c->node->op_type, i)
               : NULL;
@@ -324,7 +370,8 @@ tern_status *exec_run(exec_state *x, const graph *g, const tern_tensor *const *i
         exec_stats(x, &ms, &bump);
         log_info("inference memory", LOG_S("mode", ms.mode), LOG_I("peak_bytes", ms.peak),
                  LOG_I("end_bytes", ms.end_bytes), LOG_I("plan_bytes", ms.plan_bytes),
-                 LOG_I("heap_bytes", ms.heap_reserved), LOG_I("bump_bytes", bump));
+                 LOG_I("heap_bytes", ms.heap_reserved), LOG_I("bump_bytes", bump),
+                 LOG_I("inplace", ms.inplace));
     }
     return st;
 }

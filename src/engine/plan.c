@@ -14,6 +14,13 @@
  * and its recorded event is skipped when the walk reaches it. So while a
  * replay matches, every live take was live at the same point of the
  * recording, and the offsets cannot collide.
+ *
+ * In-place decisions (exec_mem_inplace) are recorded beside the events, one
+ * flag per decision in the order they were made, and a replay makes the
+ * same ones: a reuse takes nothing, so a replay that reused where the
+ * recording took (or the reverse) would shift every later take. When the
+ * recording reused and the replay cannot, the output's block comes from the
+ * heap and is UNTRACKED: it has no id, and its give is no event.
  */
 #include "engine/plan.h"
 
@@ -24,6 +31,7 @@
 enum { MODE_OFF, MODE_DYNAMIC, MODE_RECORD, MODE_REPLAY };
 
 #define ALIGN 64
+#define UNTRACKED UINT32_MAX /* id of a block outside the plan's events */
 
 static size_t round_up(size_t n)
 {
@@ -97,6 +105,13 @@ tern_status *exec_live_build(const graph *g, exec_live **out)
     return NULL;
 }
 
+bool exec_live_dies_at(const exec_live *l, int node, int v)
+{
+    for (int k = l->kill_at[node]; k < l->kill_at[node + 1]; k++)
+        if (l->kill[k] == v) return true;
+    return false;
+}
+
 void exec_live_free(exec_live *l)
 {
     if (!l) return;
@@ -116,6 +131,8 @@ struct mem_plan {
     size_t *off;          /* per take, from the region's start */
     unsigned char *given; /* per take: returned in the current replay */
     int n_req;
+    unsigned char *reuse; /* per in-place decision: 1 if it reused an input */
+    int n_reuse;
     size_t total;
     bool unstable; /* replays kept diverging: run this signature on the heap */
     bool rerecord; /* a replay diverged: record the next run again */
@@ -133,10 +150,11 @@ static void plan_drop_arrays(mem_plan *p)
     free(p->size);
     free(p->off);
     free(p->given);
+    free(p->reuse);
     p->ev = NULL;
     p->size = p->off = NULL;
-    p->given = NULL;
-    p->n_ev = p->n_req = 0;
+    p->given = p->reuse = NULL;
+    p->n_ev = p->n_req = p->n_reuse = 0;
 }
 
 static void plan_free(mem_plan *p)
@@ -229,9 +247,11 @@ static tern_status *plan_build(exec_mem *m)
     p->size = malloc((size_t)(p->n_req ? p->n_req : 1) * sizeof *p->size);
     p->off = malloc((size_t)(p->n_req ? p->n_req : 1) * sizeof *p->off);
     p->given = malloc((size_t)(p->n_req ? p->n_req : 1));
+    p->n_reuse = m->n_rec_reuse;
+    p->reuse = malloc((size_t)(p->n_reuse ? p->n_reuse : 1));
     mem_plan **plans = realloc(m->plans, (size_t)(m->n_plans + 1) * sizeof *plans);
     if (plans) m->plans = plans;
-    if (!p->key || !p->ev || !p->size || !p->off || !p->given || !plans) {
+    if (!p->key || !p->ev || !p->size || !p->off || !p->given || !p->reuse || !plans) {
         plan_free(p);
         return oom();
     }
@@ -240,6 +260,7 @@ static tern_status *plan_build(exec_mem *m)
     if (m->key_n) memcpy(p->key, m->key, (size_t)m->key_n * sizeof *p->key);
     if (p->n_ev) memcpy(p->ev, m->rec_ev, (size_t)p->n_ev * sizeof *p->ev);
     if (p->n_req) memcpy(p->size, m->rec_size, (size_t)p->n_req * sizeof *p->size);
+    if (p->n_reuse) memcpy(p->reuse, m->rec_reuse, (size_t)p->n_reuse);
     tern_status *st = plan_pack(p->ev, p->n_ev, p->size, p->n_req, p->off, &p->total);
     if (st) {
         plan_free(p);
@@ -315,6 +336,8 @@ void exec_mem_init(exec_mem *m)
     if (e && !strcmp(e, "dynamic")) m->policy = MEM_DYNAMIC;
     e = getenv("TERN_ARENA_STATS");
     m->stats = e && *e && strcmp(e, "0") != 0;
+    e = getenv("TERN_INPLACE");
+    m->inplace = !e || (strcmp(e, "0") != 0 && strcmp(e, "off") != 0);
 }
 
 void exec_mem_free(exec_mem *m)
@@ -325,6 +348,7 @@ void exec_mem_free(exec_mem *m)
     free(m->blocks);
     free(m->rec_ev);
     free(m->rec_size);
+    free(m->rec_reuse);
     free(m->key);
     memset(m, 0, sizeof *m);
 }
@@ -334,6 +358,7 @@ tern_status *exec_mem_begin(exec_mem *m, const int64_t *key, int n)
     m->n_blocks = m->node_first = 0;
     m->next_id = 0;
     m->live_bytes = m->peak_bytes = 0;
+    m->n_reuse = m->n_reused = 0;
     m->cur = NULL;
     m->base = NULL;
     m->ev = 0;
@@ -366,7 +391,7 @@ tern_status *exec_mem_begin(exec_mem *m, const int64_t *key, int n)
     if (!grow((void **)&m->key, &m->cap_key, n, sizeof *m->key)) return NULL;
     if (n) memcpy(m->key, key, (size_t)n * sizeof *key);
     m->key_n = n;
-    m->n_rec_ev = m->n_rec_size = 0;
+    m->n_rec_ev = m->n_rec_size = m->n_rec_reuse = 0;
     m->mode = MODE_RECORD;
     return NULL;
 }
@@ -398,6 +423,7 @@ void exec_mem_stats(const exec_mem *m, mem_stats *st)
     st->heap_reserved = m->heap.reserved;
     st->plan_bytes = m->mode == MODE_REPLAY ? m->cur->total : 0;
     st->n_plans = m->n_plans;
+    st->inplace = m->n_reused;
 }
 
 void *exec_mem_take(exec_mem *m, size_t n)
@@ -441,7 +467,7 @@ static void give(exec_mem *m, int i)
     m->live_bytes -= round_up(b.n);
     uint32_t ev = b.id << 1 | 1;
     if (m->mode == MODE_RECORD) record(m, ev, 0);
-    if (m->mode == MODE_REPLAY && !m->diverged) {
+    if (m->mode == MODE_REPLAY && !m->diverged && b.id != UNTRACKED) {
         m->cur->given[b.id] = 1; /* on time or early; the next take checks */
         skip_given(m);
     }
@@ -505,6 +531,47 @@ void exec_mem_hold(exec_mem *m, const tern_tensor *t)
 void exec_mem_drop(exec_mem *m, const tern_tensor *t)
 {
     ref_value(m, t, -1);
+}
+
+/* May the current node write n bytes over the input at p (see plan.h)? */
+static bool can_reuse(const exec_mem *m, const void *p, size_t n, bool dying)
+{
+    int i = p && n ? find(m, p) : -1;
+    if (i < 0) return false;
+    const mem_block *b = &m->blocks[i];
+    if (i >= m->node_first) /* taken by this node: a copy made for it alone */
+        return b->refs == 0 && (const unsigned char *)p + n <= b->p + b->n;
+    return dying && b->refs == 1 && b->p == p && b->n == n;
+}
+
+void *exec_mem_inplace(exec_mem *m, const void *const *in, const bool *dying, int n_in, size_t n)
+{
+    if (m->mode == MODE_OFF || !m->inplace) return NULL;
+    int d = m->n_reuse++;
+    void *p = NULL;
+    for (int k = 0; k < n_in && !p; k++)
+        if (can_reuse(m, in[k], n, dying[k])) p = (void *)in[k];
+    if (m->mode == MODE_RECORD) {
+        if (!grow((void **)&m->rec_reuse, &m->cap_rec_reuse, m->n_rec_reuse + 1, 1))
+            m->mode = MODE_DYNAMIC;
+        else
+            m->rec_reuse[m->n_rec_reuse++] = p != NULL;
+    }
+    if (m->mode == MODE_REPLAY && !m->diverged && (d >= m->cur->n_reuse || !m->cur->reuse[d]))
+        return NULL; /* the recording took */
+    if (p || m->mode != MODE_REPLAY || m->diverged) {
+        m->n_reused += p != NULL;
+        return p;
+    }
+    /* the recording reused, this run cannot: a block outside the plan */
+    if (!grow((void **)&m->blocks, &m->cap_blocks, m->n_blocks + 1, sizeof *m->blocks)) return NULL;
+    if (!n) n = 1;
+    p = arena_heap_take(&m->heap, n);
+    if (!p) return NULL;
+    m->live_bytes += round_up(n);
+    if (m->live_bytes > m->peak_bytes) m->peak_bytes = m->live_bytes;
+    m->blocks[m->n_blocks++] = (mem_block){p, n, UNTRACKED, 0, false};
+    return p;
 }
 
 void exec_mem_node_begin(exec_mem *m)

@@ -32,10 +32,29 @@
  * plan, the heap is cut down to the biggest plan (the unplanned first run
  * may have grown it more).
  *
+ * In place (exec_mem_inplace): output 0 of a kernel whose op_def allows
+ * it (OP_INPLACE0.., ops/op.h) may be written over an input of its size
+ * instead of a new block, when no one else can see that input's block:
+ * either the block holds exactly the input's bytes, the input's value dies
+ * at this node and is the block's only holder (refs == 1: no view, no
+ * sequence, no graph output shares it; graph inputs and initializers are
+ * never in a block), or the block was taken by this very node and is held
+ * by nothing (the plain copy the executor made of a LAYOUT_C16 input). The
+ * output then holds the block like any view: no take, no give, the block
+ * simply lives on under the output's name. Whether an input can be reused
+ * may depend on the data (an If that returned an outer value hands the next
+ * node a block, the other branch a tensor of its own body), so a plan
+ * records each decision with its takes and a replay follows it: where the
+ * recording took a block, so does the replay; where the recording reused
+ * and the replay cannot, the output goes to the heap outside the plan (an
+ * untracked take that consumes no event), and the replay goes on.
+ *
  * TERN_MEMPLAN=off|dynamic|plan (default plan) selects the policy when a
  * session is created: off keeps every tensor to the end of the inference
  * (the behaviour before planning, for comparison), dynamic frees but never
- * plans. TERN_ARENA_STATS=1 logs the memory of each inference.
+ * plans. TERN_INPLACE=0 turns in-place outputs off (for comparison; off
+ * never writes in place either). TERN_ARENA_STATS=1 logs the memory of each
+ * inference.
  */
 #ifndef TERN_ENGINE_PLAN_H
 #define TERN_ENGINE_PLAN_H
@@ -55,6 +74,8 @@ typedef struct exec_live {
 
 /* Liveness of graph g (its nodes in order). */
 tern_status *exec_live_build(const graph *g, exec_live **out);
+/* True if value v dies once node `node` has run (its last reader). */
+bool exec_live_dies_at(const exec_live *l, int node, int v);
 void exec_live_free(exec_live *l);
 
 enum { MEM_OFF = 0, MEM_DYNAMIC = 1, MEM_PLAN = 2 };
@@ -78,6 +99,7 @@ typedef struct mem_stats {
     size_t heap_reserved; /* bytes the heap holds */
     size_t plan_bytes;    /* size of the replayed plan, 0 if none */
     int n_plans;
+    int inplace; /* outputs written over one of their inputs */
 } mem_stats;
 
 typedef struct exec_mem {
@@ -108,6 +130,11 @@ typedef struct exec_mem {
     int64_t *key;
     int key_n, cap_key;
     bool stats;
+    bool inplace;             /* outputs may be written over dead inputs (TERN_INPLACE) */
+    int n_reuse;              /* in-place decisions made in this run */
+    int n_reused;             /* and how many of them reused an input */
+    unsigned char *rec_reuse; /* recorded decisions (1: reused) */
+    int n_rec_reuse, cap_rec_reuse;
 } exec_mem;
 
 void exec_mem_init(exec_mem *m);
@@ -131,5 +158,12 @@ void exec_mem_hold(exec_mem *m, const tern_tensor *t);
 void exec_mem_node_done(exec_mem *m);
 /* `t` (a value that died) lets go of its blocks. */
 void exec_mem_drop(exec_mem *m, const tern_tensor *t);
+/* Output 0 (n bytes) of the current node, an in-place kernel, for which
+ * in[0..n_in) are the inputs it may be written over (data pointers, all
+ * of n bytes; dying[k]: that input's value dies at this node): the data
+ * of the input it reuses, or the heap block a replay puts it in (see "In
+ * place" above), or NULL to take a block as usual. Called once for every
+ * such output of the main graph, in node order. */
+void *exec_mem_inplace(exec_mem *m, const void *const *in, const bool *dying, int n_in, size_t n);
 
 #endif

@@ -285,7 +285,9 @@ BIN_KERNEL(greater_equal, TERN_BOOL, EW_TBL_NUM(ge))
 /* ---- variadic: Sum, Mean, Max, Min ---------------------------------------------
  * Folded pairwise into the output: y = in0 op in1, then y = y op ink, each
  * step broadcasting to the final shape (in place is safe: every element is
- * read before it is written, at the same index). */
+ * read before it is written, at the same index). So y may also be in0 or
+ * in1 itself (OP_INPLACE0/1), but not a later input, read after the first
+ * step wrote y. */
 
 BIN_FLOAT(max, (x != x || x > z) ? x : z) /* NaN propagates */
 BIN_INT(max, x > z ? x : z)
@@ -310,8 +312,9 @@ static tern_status *variadic(op_ctx *c, const ew_table tbl, bool mean)
     if (!f) return ew_bad_dtype(c, dt);
     tern_tensor *y;
     TERN_TRY(ew_out_bcast(c, c->n_in, c->in, dt, &y));
-    if (c->n_in == 1) {
-        if (y->numel) memcpy(y->data, c->in[0]->data, tensor_nbytes(y));
+    if (c->n_in == 1) { /* (y may be the input itself, in place) */
+        if (y->numel && y->data != c->in[0]->data)
+            memcpy(y->data, c->in[0]->data, tensor_nbytes(y));
         return NULL;
     }
     ew_run(c, f, &p, 2, c->in, y, true);

@@ -116,11 +116,12 @@ TERN_MULTI_VOID(epilogue,
                  int64_t n),
                 (a, y, b, bs, beta, n))
 
-static TERN_INLINE void gelu_run_impl(const float *restrict x, float *restrict y, int64_t n)
+/* y may be x itself (Gelu runs in place, OP_INPLACE0): no restrict. */
+static TERN_INLINE void gelu_run_impl(const float *x, float *y, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) y[i] = gelu1(x[i]);
 }
-TERN_MULTI_VOID(gelu_run, (const float *restrict x, float *restrict y, int64_t n), (x, y, n))
+TERN_MULTI_VOID(gelu_run, (const float *x, float *y, int64_t n), (x, y, n))
 
 /* ---- the GEMM and its epilogue ------------------------------------------------ */
 
@@ -319,6 +320,6 @@ static tern_status *op_gelu(op_ctx *c)
 const op_def ops_fused[] = {
     {"com.tern", "FusedGemm", 1, 1, op_fused_gemm, fused_gemm_prepare},
     {"com.tern", "FusedMatMul", 1, 1, op_fused_matmul, fused_matmul_prepare},
-    {"com.tern", "Gelu", 1, 1, op_gelu},
+    {"com.tern", "Gelu", 1, 1, op_gelu, NULL, OP_INPLACE0},
     {0},
 };

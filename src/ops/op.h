@@ -126,6 +126,18 @@ tern_status *op_prep_on_free(op_prep *p, void (*fn)(void *arg), void *arg);
 /* op_def.flags */
 enum {
     OP_TAKES_C16 = 1, /* the kernel accepts LAYOUT_C16 inputs (see above) */
+    /* In place: op_out(c, 0, ...) may hand back the buffer of input 0 (1,
+     * 2) when that input has the output's dtype and shape and nothing else
+     * will read it (engine/plan.h). The kernel must then be correct with
+     * out->data == in->data: every element of that input is read before,
+     * or at the same time as, the output element at its index is written,
+     * and never after (elementwise loops; row kernels that finish reading a
+     * row before writing it, or read each element just before overwriting
+     * it). Inputs it reads at other indices (broadcast operands, scale and
+     * bias) must not be flagged. */
+    OP_INPLACE0 = 2,
+    OP_INPLACE1 = 4,
+    OP_INPLACE2 = 8,
 };
 
 typedef struct op_def {
@@ -151,7 +163,8 @@ int op_domain_max_opset(const char *domain);
 /* ---- outputs and scratch (executor, engine/exec.c) ----------------------- */
 
 /* Allocates output i as a dense tensor (uninitialised data; strings NULL). If
- * the node does not use output i, a throwaway tensor is returned. */
+ * the node does not use output i, a throwaway tensor is returned. Output 0
+ * of an OP_INPLACE* kernel may share an input's data (see the flags). */
 tern_status *op_out(op_ctx *c, int i, tern_dtype dt, int rank, const int64_t *dims,
                     tern_tensor **t);
 /* Output i shares src's data with a new dtype-preserving shape (rank/dims). */
