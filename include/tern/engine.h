@@ -155,8 +155,9 @@ tern_status *tern_session_run(tern_session *s, int n_inputs, const char *const *
  * memory to it), an inference whose outputs all come back into the caller's
  * tensors makes no heap allocation in tern, whatever the number of threads.
  * Exceptions: string outputs (each element is copied), and oneDNN, which
- * allocates a few small blocks inside each primitive execution (convolution
- * and pooling; TERN_DNNL=0 in the environment runs tern's own kernels). */
+ * allocates a few small blocks inside each primitive execution (convolution,
+ * pooling, LayerNorm and Softmax; TERN_DNNL=0 in the environment runs tern's
+ * own kernels). */
 tern_status *tern_session_run_into(tern_session *s, int n_inputs, const char *const *input_names,
                                    const tern_tensor *const *inputs, tern_tensor **outputs);
 

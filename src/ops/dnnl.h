@@ -182,6 +182,19 @@ tern_status *dnn_conv_run(op_ctx *c, dnn_cache *k, const dnn_conv *conv, bool *d
 tern_status *dnn_pool_run(op_ctx *c, dnn_cache *k, const tern_tensor *x, const conv_geom *g,
                           bool max, bool include_pad, bool *done);
 
+/* ---- rows: LayerNormalization and Softmax (dnnl_norm.c) ------------------ */
+
+/* The prepare of the nodes below: a plan cache in *state (NULL when oneDNN
+ * is off). */
+tern_status *dnn_rows_prepare(op_prep *p, const void **state);
+/* LayerNormalization of c's X viewed as [rows, n] with Scale (and B) of n
+ * elements and epsilon eps into a new output 0 if oneDNN can (*done true);
+ * else *done false and the output untouched. */
+tern_status *dnn_layernorm_run(op_ctx *c, dnn_cache *k, int64_t rows, int64_t n, float eps,
+                               bool *done);
+/* Softmax of c's input viewed as [rows, n] along n, likewise. */
+tern_status *dnn_softmax_run(op_ctx *c, dnn_cache *k, int64_t rows, int64_t n, bool *done);
+
 /* ---- layouts (dnnl_layout.c) --------------------------------------------- */
 
 /* t, or a plain copy of it in scratch memory when it is LAYOUT_C16. */

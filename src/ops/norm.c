@@ -9,12 +9,18 @@
  * place, fold the statistics into one multiply-add per element and split
  * planes / rows over the thread pool. Every other dtype, and the rarer ops,
  * run a reference kernel in double (reduce_util.h converts in and out).
+ * float32 LayerNormalization goes to oneDNN first (dnnl_norm.c, which says
+ * when), its loop here being the rest and the reference.
+ * Those three may write their output over X (OP_INPLACE0, ops/op.h): each
+ * plane or row is read for its statistics before any of it is written, and
+ * then each element is read just before it is overwritten.
  */
 #include <math.h>
 #include <string.h>
 
 #include "core/cpu.h"
 #include "core/rng.h"
+#include "ops/dnnl.h"
 #include "ops/norm_softmax.h"
 #include "ops/op.h"
 #include "ops/reduce_util.h"
@@ -237,6 +243,10 @@ static tern_status *op_layernorm(op_ctx *c)
         return op_error(c, "B has %lld elements, the normalised shape %lld", (long long)bias->numel,
                         (long long)n);
     float eps = op_attr_float(c, "epsilon", 1e-5f);
+
+    bool done;
+    TERN_TRY(dnn_layernorm_run(c, (dnn_cache *)c->state, rows, n, eps, &done));
+    if (done) return NULL;
 
     int64_t sdims[TERN_MAX_RANK];
     for (int i = 0; i < x->rank; i++) sdims[i] = i < axis ? x->dims[i] : 1;
@@ -471,16 +481,16 @@ static tern_status *op_dropout(op_ctx *c)
 }
 
 const op_def ops_norm[] = {
-    {"", "Softmax", 1, 17, norm_softmax},
+    {"", "Softmax", 1, 17, norm_softmax, dnn_rows_prepare, OP_INPLACE0},
     {"", "LogSoftmax", 1, 17, norm_log_softmax},
-    {"", "Hardmax", 1, 17, norm_hardmax},
+    {"", "Hardmax", 1, 17, norm_hardmax, NULL, OP_INPLACE0},
     {"", "NegativeLogLikelihoodLoss", 12, 17, norm_nll_loss},
     {"", "SoftmaxCrossEntropyLoss", 12, 17, norm_sce_loss},
-    {"", "BatchNormalization", 1, 17, op_batchnorm},
-    {"", "InstanceNormalization", 1, 17, op_instancenorm},
-    {"", "LayerNormalization", 17, 17, op_layernorm},
+    {"", "BatchNormalization", 1, 17, op_batchnorm, NULL, OP_INPLACE0},
+    {"", "InstanceNormalization", 1, 17, op_instancenorm, NULL, OP_INPLACE0},
+    {"", "LayerNormalization", 17, 17, op_layernorm, dnn_rows_prepare, OP_INPLACE0},
     /* the same op for models of older opsets, put in by graph/passes_fuse.c */
-    {"com.tern", "LayerNormalization", 1, 1, op_layernorm},
+    {"com.tern", "LayerNormalization", 1, 1, op_layernorm, dnn_rows_prepare, OP_INPLACE0},
     {"", "LpNormalization", 1, 17, op_lpnorm},
     {"", "MeanVarianceNormalization", 9, 17, op_mvn},
     {"", "LRN", 1, 17, op_lrn},

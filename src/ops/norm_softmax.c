@@ -9,7 +9,12 @@
  * inner == 1 (every opset-12 model, and the last axis of attention scores in
  * BERT) and a tiled kernel for a strided axis (channels of NCHW), both split
  * over the thread pool; other dtypes, and Hardmax on a strided axis, go
- * through the reference kernel in double.
+ * through the reference kernel in double. A float32 Softmax over rows
+ * (inner == 1) goes to oneDNN first (dnnl_norm.c, which says when).
+ * Softmax and Hardmax may write their output over the input (OP_INPLACE0):
+ * each path reads a row (or a tile's lanes) whole before it writes it, or
+ * reads an element just before overwriting it. LogSoftmax may not: its
+ * float32 paths park exp(x - max) in the output and then read x again.
  *
  * The losses compute in double: log-probabilities [N, C, D] (the input itself
  * for NLL, its log-softmax over C for SCE), then per position the weighted
@@ -19,6 +24,7 @@
 #include <string.h>
 
 #include "core/cpu.h"
+#include "ops/dnnl.h"
 #include "ops/norm_softmax.h"
 #include "ops/reduce_util.h"
 
@@ -139,6 +145,11 @@ static tern_status *softmax_generic(op_ctx *c, int kind)
     } else {
         n = x->rank ? x->dims[axis] : 1;
         inner = ru_prod(x->dims, axis + 1, x->rank);
+    }
+    if (kind == SM_SOFT && inner == 1) {
+        bool done;
+        TERN_TRY(dnn_softmax_run(c, (dnn_cache *)c->state, outer, n, &done));
+        if (done) return NULL;
     }
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, x->dtype, x->rank, x->dims, &y));
