@@ -47,6 +47,10 @@ static int usage(FILE *f)
             "           [--threads T] [--repeat N] [--no-optimize]\n"
             "      run the model; write DIR/<output>.npy for every output (default DIR: .);\n"
             "      with --repeat N, time N runs after one warm-up and print JSON stats last\n"
+            "  tern bench MODEL [--url URL] [--concurrency 1,8,64 | --rate R,...] [--duration S]\n"
+            "             [--input NAME=FILE.npy]... [--binary] [--format table|json|csv]\n"
+            "      load a KServe v2 server and report throughput, latency percentiles, errors;\n"
+            "      `tern bench --help` says more\n"
             "  tern ops\n"
             "      list every operator tern implements: domain, op, opset versions\n"
             "  tern version\n",
@@ -441,6 +445,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 2, argv + 2);
     if (!strcmp(cmd, "infer")) return cmd_infer(argc - 2, argv + 2);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
     if (!strcmp(cmd, "ops")) {
         op_foreach(print_op, NULL);
         return 0;
