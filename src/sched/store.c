@@ -929,3 +929,47 @@ void store_foreach_version(model_store *s, void (*fn)(model_version *v, void *ar
     for (int i = 0; i < l.n; i++) fn(l.v[i], arg);
     store_vlist_release(&l);
 }
+
+static void cancel_one(model_version *v, void *arg)
+{
+    (void)arg;
+    sched_cancel_queued(v->sched);
+}
+
+void store_cancel_queued(model_store *s)
+{
+    store_foreach_version(s, cancel_one, NULL);
+}
+
+static void idle_one(model_version *v, void *arg)
+{
+    (void)arg;
+    sched_wait_idle(v->sched);
+}
+
+void store_wait_idle(model_store *s)
+{
+    store_foreach_version(s, idle_one, NULL);
+}
+
+void store_metrics_text(model_store *s, FILE *f)
+{
+    vlist l;
+    tern_status *st = store_hold_versions(s, NULL, &l);
+    tern_status_free(st);
+    sched **ss = calloc((size_t)l.n + 1, sizeof *ss);
+    const char **names = calloc((size_t)l.n + 1, sizeof *names);
+    int64_t *numbers = calloc((size_t)l.n + 1, sizeof *numbers);
+    int n = 0;
+    for (int i = 0; ss && names && numbers && i < l.n; i++)
+        if (l.v[i]->sched) {
+            ss[n] = l.v[i]->sched;
+            names[n] = l.v[i]->name;
+            numbers[n++] = l.v[i]->number;
+        }
+    if (ss && names && numbers) sched_metrics_text(ss, names, numbers, n, f);
+    free(ss);
+    free(names);
+    free(numbers);
+    store_vlist_release(&l);
+}

@@ -9,9 +9,13 @@
  *     platform: onnx              max_batch_size: 8
  *     version_policy: {latest: {num_versions: N}} | {specific: {versions: [1,3]}} | {all: {}}
  *         (also accepted in short form: "latest: 2", "specific: [1,3]", "all")
- *     instances: 2                (sessions per version; requests use a free one)
+ *     instances: 2                (sessions per version, each with a scheduler thread)
  *     threads: 1                  (intra-op threads per session)
  *     inputs / outputs: [{name, datatype, shape}]  (checked against the model)
+ *     scheduling (sched.h): preferred_batch_sizes: [8, 16], max_queue_delay_us: 500,
+ *         max_queue_size: 256, default_timeout_us: 20000, priority_levels: 2,
+ *         default_priority_level: 2, slo: {latency_p99_ms: 20, availability: 0.999,
+ *         window_s: 60}
  *     warmup: [{name: x, shape: [1,784]}]  (zeros of that shape, run before serving;
  *         without it a version is warmed with zeros of its declared shape, dynamic dims 1)
  *
@@ -35,6 +39,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/status.h"
 #include "tern/engine.h"
@@ -68,6 +73,8 @@ const char *version_model_name(const model_version *v);
 int64_t version_number(const model_version *v);
 int64_t version_max_batch_size(const model_version *v);
 version_stats *version_stats_of(model_version *v);
+/* The version's scheduler (sched.h): where requests are submitted. */
+struct sched *version_sched(model_version *v);
 /* Model metadata: inputs and outputs as the engine describes them. */
 int version_input_count(const model_version *v);
 int version_output_count(const model_version *v);
@@ -89,6 +96,13 @@ tern_status *version_run_timed(model_version *v, int n_inputs, const char *const
                                int64_t *wait_ns, int64_t *run_ns);
 
 typedef struct model_store model_store;
+
+/* At shutdown: every loaded version's scheduler answers its queued requests
+ * with 503 and refuses new ones; then wait until no run is under way. */
+void store_cancel_queued(model_store *s);
+void store_wait_idle(model_store *s);
+/* Appends the schedulers' Prometheus metrics (sched_metrics_text). */
+void store_metrics_text(model_store *s, FILE *f);
 
 tern_status *store_create(const store_options *opt, model_store **out);
 /* Stops the poll thread, waits for every held version, unloads all. */

@@ -133,6 +133,23 @@ static tern_status *get_int(const walk *w, struct fy_node *n, int64_t lo, int64_
     return NULL;
 }
 
+static tern_status *get_real(const walk *w, struct fy_node *n, double lo, double hi, double *out)
+{
+    const char *s;
+    if (!n || fy_node_get_type(n) != FYNT_SCALAR || fy_node_is_alias(n))
+        return werr(w, "expected a number, got %s", node_kind(n));
+    s = fy_node_get_scalar0(n);
+    if (!s) return tern_error(TERN_ERR_NO_MEMORY, "out of memory");
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno == ERANGE || s[0] == ' ' || v != v)
+        return werr(w, "expected a number, got '%.64s'", s);
+    if (v < lo || v > hi) return werr(w, "%g is out of range [%g, %g]", v, lo, hi);
+    *out = v;
+    return NULL;
+}
+
 static tern_status *expect(const walk *w, struct fy_node *n, enum fy_node_type t, const char *what)
 {
     if (!n || fy_node_get_type(n) != t || fy_node_is_alias(n))
@@ -334,6 +351,41 @@ static tern_status *get_policy(walk *w, struct fy_node *n, store_config *c)
     return each_pair(w, n, policy_pair, c);
 }
 
+static tern_status *slo_pair(walk *w, const char *key, struct fy_node *v, void *arg)
+{
+    store_config *c = arg;
+    int64_t num;
+    if (strcmp(key, "latency_p99_ms") == 0) {
+        TERN_TRY(get_real(w, v, 1e-3, 1e7, &c->slo_latency_p99_ms));
+    } else if (strcmp(key, "availability") == 0) {
+        TERN_TRY(get_real(w, v, 1e-9, 1.0, &c->slo_availability));
+    } else if (strcmp(key, "window_s") == 0) {
+        TERN_TRY(get_int(w, v, 1, 86400, &num));
+        c->slo_window_s = (int)num;
+    } else {
+        return werr(w, "unknown key (expected latency_p99_ms, availability or window_s)");
+    }
+    return NULL;
+}
+
+static tern_status *get_preferred(walk *w, struct fy_node *n, store_config *c)
+{
+    TERN_TRY(expect(w, n, FYNT_SEQUENCE, "a list of batch sizes"));
+    int len = fy_node_sequence_item_count(n);
+    if (len > STORE_MAX_PREFERRED)
+        return werr(w, "%d sizes is over the limit of %d", len, STORE_MAX_PREFERRED);
+    void *it = NULL;
+    struct fy_node *item;
+    c->n_preferred = 0;
+    for (int i = 0; (item = fy_node_sequence_iterate(n, &it)); i++) {
+        size_t old = key_push(w, NULL, i);
+        TERN_TRY(get_int(w, item, 1, INT32_MAX, &c->preferred_batch_sizes[i]));
+        key_pop(w, old);
+        c->n_preferred = i + 1;
+    }
+    return NULL;
+}
+
 typedef struct top_ctx {
     store_config *c;
     const char *model;
@@ -372,9 +424,28 @@ static tern_status *top_pair(walk *w, const char *key, struct fy_node *v, void *
     } else if (strcmp(key, "warmup") == 0) {
         TERN_TRY(get_decls(w, v, true, &c->warmup, &c->n_warmup));
         c->has_warmup = true;
+    } else if (strcmp(key, "preferred_batch_sizes") == 0) {
+        TERN_TRY(get_preferred(w, v, c));
+    } else if (strcmp(key, "max_queue_delay_us") == 0) {
+        TERN_TRY(get_int(w, v, 0, INT64_C(60000000), &c->max_queue_delay_us));
+    } else if (strcmp(key, "max_queue_size") == 0) {
+        TERN_TRY(get_int(w, v, 0, INT32_MAX, &c->max_queue_size));
+    } else if (strcmp(key, "default_timeout_us") == 0) {
+        TERN_TRY(get_int(w, v, 0, INT64_C(3600000000), &c->default_timeout_us));
+    } else if (strcmp(key, "priority_levels") == 0) {
+        TERN_TRY(get_int(w, v, 1, 16, &num));
+        c->priority_levels = (int)num;
+    } else if (strcmp(key, "default_priority_level") == 0) {
+        TERN_TRY(get_int(w, v, 1, 16, &num));
+        c->default_priority_level = (int)num;
+    } else if (strcmp(key, "slo") == 0) {
+        TERN_TRY(expect(w, v, FYNT_MAPPING, "{latency_p99_ms, availability, window_s}"));
+        TERN_TRY(each_pair(w, v, slo_pair, c));
     } else {
         return werr(w, "unknown key (expected platform, max_batch_size, version_policy, "
-                       "instances, threads, inputs, outputs or warmup)");
+                       "instances, threads, inputs, outputs, warmup, preferred_batch_sizes, "
+                       "max_queue_delay_us, max_queue_size, default_timeout_us, priority_levels, "
+                       "default_priority_level or slo)");
     }
     return NULL;
 }
@@ -387,6 +458,8 @@ tern_status *store_config_default(int default_threads, store_config **out)
     c->latest_n = 1;
     c->instances = 1;
     c->threads = default_threads > 0 ? default_threads : 1;
+    c->priority_levels = 1;
+    c->slo_window_s = 60;
     *out = c;
     return NULL;
 }
@@ -415,6 +488,23 @@ static tern_status *parse_file(const char *path, struct fy_document **doc)
     }
     fy_diag_destroy(diag);
     return st;
+}
+
+/* What can only be checked once every key is read. */
+static tern_status *check_scheduling(const char *path, store_config *c)
+{
+    for (int i = 0; i < c->n_preferred; i++)
+        if (c->preferred_batch_sizes[i] > c->max_batch_size)
+            return tern_error(TERN_ERR_INVALID_ARGUMENT,
+                              "%s: preferred_batch_sizes[%d]: %lld is over max_batch_size %lld",
+                              path, i, (long long)c->preferred_batch_sizes[i],
+                              (long long)c->max_batch_size);
+    if (c->default_priority_level == 0) c->default_priority_level = c->priority_levels;
+    if (c->default_priority_level > c->priority_levels)
+        return tern_error(TERN_ERR_INVALID_ARGUMENT,
+                          "%s: default_priority_level: %d is over priority_levels %d", path,
+                          c->default_priority_level, c->priority_levels);
+    return NULL;
 }
 
 tern_status *store_config_read(const char *path, const char *model, int default_threads,
@@ -451,6 +541,7 @@ tern_status *store_config_read(const char *path, const char *model, int default_
         }
     }
     if (doc) fy_document_destroy(doc);
+    if (!st) st = check_scheduling(path, c);
     if (st) {
         store_config_free(c);
         return st;

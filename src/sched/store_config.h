@@ -23,6 +23,8 @@ typedef struct store_tensor_decl {
     int64_t dims[TERN_MAX_RANK];
 } store_tensor_decl;
 
+#define STORE_MAX_PREFERRED 16
+
 typedef struct store_config {
     int64_t max_batch_size; /* 0: the model does not batch */
     store_policy policy;
@@ -34,6 +36,17 @@ typedef struct store_config {
     store_tensor_decl *inputs, *outputs, *warmup;
     int n_inputs, n_outputs, n_warmup;
     bool has_warmup; /* "warmup" given (an empty list turns warm-up off) */
+    /* scheduling (sched.h) */
+    int64_t preferred_batch_sizes[STORE_MAX_PREFERRED];
+    int n_preferred;
+    int64_t max_queue_delay_us; /* 0: no waiting for a fuller batch */
+    int64_t max_queue_size;     /* 0: unbounded */
+    int64_t default_timeout_us; /* 0: none */
+    int priority_levels;        /* 1 unless given */
+    int default_priority_level; /* 1 .. priority_levels; default the lowest */
+    double slo_latency_p99_ms;  /* 0: none */
+    double slo_availability;    /* 0: none */
+    int slo_window_s;           /* 60 unless given */
 } store_config;
 
 /* Reads `path` (a config.yaml; a missing file gives the defaults) for model

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "sched/store.h"
+#include "sched/sched.h"
 #include "sched/store_config.h"
 
 #define MODEL_FILE "model.onnx"
@@ -51,6 +52,7 @@ struct model_version {
     pthread_cond_t cv;  /* an instance became free */
     version_stats stats;
     double load_seconds;
+    sched *sched; /* its queue and instance threads, once loaded */
 };
 
 /* Loads version `number` of `name` from `path` with a copy of `cfg`: every

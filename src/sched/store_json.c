@@ -233,7 +233,9 @@ static json_t *version_stats_json(model_version *v)
     json_object_set_new(o, "inference_count", json_integer(atomic_load(&st->inference_count)));
     json_object_set_new(o, "execution_count", json_integer(atomic_load(&st->execution_count)));
     json_object_set_new(o, "inference_stats", inf);
-    json_object_set_new(o, "batch_stats", json_array());
+    json_object_set_new(o, "batch_stats", sched_batch_stats_json(v->sched));
+    json_object_set_new(o, "queue", sched_queue_json(v->sched));
+    json_object_set_new(o, "slo", sched_slo_json(v->sched));
     return o;
 }
 

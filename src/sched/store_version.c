@@ -101,6 +101,7 @@ void store_live_add(store_live *l, int delta)
 static void version_destroy(model_version *v)
 {
     store_live *live = v->live;
+    sched_free(v->sched); /* nothing is queued: every request held a reference */
     for (int i = 0; i < v->n_inst; i++) tern_session_free(v->sess[i]);
     free(v->sess);
     free(v->busy);
@@ -132,6 +133,10 @@ int64_t version_max_batch_size(const model_version *v)
 version_stats *version_stats_of(model_version *v)
 {
     return &v->stats;
+}
+sched *version_sched(model_version *v)
+{
+    return v->sched;
 }
 int version_input_count(const model_version *v)
 {
@@ -177,6 +182,35 @@ tern_status *version_run_timed(model_version *v, int n_inputs, const char *const
     if (wait_ns) *wait_ns = t1 - t0;
     if (run_ns) *run_ns = t2 - t1;
     return st;
+}
+
+/* The scheduler's engine call: its thread `instance` runs a free session
+ * (as many threads as sessions, so one is always free for it). */
+static tern_status *sched_exec(void *ctx, int instance, int n_inputs, const char *const *names,
+                               const tern_tensor *const *inputs, tern_tensor **outputs)
+{
+    (void)instance;
+    return version_run_timed(ctx, n_inputs, names, inputs, outputs, NULL, NULL);
+}
+
+static tern_status *start_sched(model_version *v)
+{
+    const store_config *c = v->cfg;
+    sched_policy p = {
+        .max_batch_size = c->max_batch_size,
+        .preferred_batch_sizes = c->preferred_batch_sizes,
+        .n_preferred = c->n_preferred,
+        .max_queue_delay_us = c->max_queue_delay_us,
+        .max_queue_size = c->max_queue_size,
+        .default_timeout_us = c->default_timeout_us,
+        .priority_levels = c->priority_levels,
+        .default_priority = c->default_priority_level,
+        .instances = v->n_inst,
+        .slo_latency_p99_ms = c->slo_latency_p99_ms,
+        .slo_availability = c->slo_availability,
+        .slo_window_s = c->slo_window_s,
+    };
+    return sched_create(&p, version_output_count(v), sched_exec, v, &v->sched);
 }
 
 tern_status *version_run(model_version *v, int n_inputs, const char *const *names,
@@ -287,6 +321,7 @@ tern_status *store_version_load(store_live *live, const char *name, int64_t numb
     }
     tern_options_free(opt);
     v->n_free = v->n_inst;
+    if (!st) st = start_sched(v);
     v->load_seconds = now_s() - t0;
     if (st) {
         store_release(v);

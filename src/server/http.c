@@ -10,7 +10,8 @@
  *   3. last call: the route runs. Cheap routes answer immediately. An infer
  *      request is decoded (binary tensors point into req->body), its model
  *      version is acquired (a reference: a hot swap cannot free it), the
- *      connection is suspended and a job is queued to the worker pool. The
+ *      connection is suspended and the request is submitted to the
+ *      version's scheduler (sched/sched.h), which may refuse it at once. The
  *      event-loop thread goes back to serving other connections.
  *   4. a worker runs the model, encodes the response into req, and resumes
  *      the connection; the handler is called again and queues the response.
@@ -37,7 +38,7 @@
 #include "core/log.h"
 #include "core/tensor.h"
 #include "monitor/metrics.h"
-#include "sched/pool.h"
+#include "sched/sched.h"
 #include "sched/store.h"
 #include "server/kserve.h"
 
@@ -63,17 +64,17 @@ struct tern_server {
     atomic_bool stopping;
     struct MHD_Daemon *mhd;
     model_store *store;
-    sched_pool *pool;
     atomic_long inflight;    /* requests between first byte and completion */
     atomic_long connections; /* open TCP connections */
     int port;
 };
 
 typedef struct req {
-    pool_job job; /* first: the worker gets a req back from its job */
+    sched_req sr; /* first: the scheduler's callback gets a req back */
     tern_server *srv;
     struct MHD_Connection *conn;
-    double t_start, t_queued, t_run0, t_run1;
+    double t_start, queue_s, compute_s;
+    int retry_after; /* seconds, for a 429 */
     /* body */
     char *body;
     size_t len, cap;
@@ -144,6 +145,11 @@ static enum MHD_Result queue(req *r)
                             r->content_type ? r->content_type
                             : binary        ? "application/octet-stream"
                                             : "application/json");
+    if (r->retry_after > 0) {
+        char n[32];
+        snprintf(n, sizeof n, "%d", r->retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, n);
+    }
     if (binary) {
         char n[32];
         snprintf(n, sizeof n, "%lld", r->resp_header_len);
@@ -163,25 +169,46 @@ static metrics_outcome outcome_of(unsigned status)
     return status < 500 ? OUTCOME_CLIENT_ERROR : OUTCOME_SERVER_ERROR;
 }
 
-/* Encodes r's response from the model outputs outs (owned; freed here) or
- * the error st, records statistics and resumes the connection. */
-static void finish_request(req *r, tern_tensor **outs, tern_status *st, int64_t run_ns,
-                           bool first_of_execution)
+/* Triton's statistics for one answered inference request. */
+static void count_request(req *r, const sched_result *res)
+{
+    version_stats *vs = version_stats_of(r->v);
+    bool computed = res->reason == REJECT_NONE;
+    if (computed) {
+        atomic_fetch_add(&vs->inference_count, 1);
+        if (res->first_of_batch) {
+            atomic_fetch_add(&vs->execution_count, 1);
+            atomic_fetch_add(&vs->compute_count, 1);
+            atomic_fetch_add(&vs->compute_ns, res->compute_ns);
+        }
+        atomic_fetch_add(&vs->queue_count, 1);
+        atomic_fetch_add(&vs->queue_ns, res->queue_ns);
+    }
+    long long total_ns = (long long)((now_s() - r->t_start) * 1e9);
+    if (r->status == MHD_HTTP_OK) {
+        atomic_fetch_add(&vs->success_count, 1);
+        atomic_fetch_add(&vs->success_ns, total_ns);
+    } else {
+        atomic_fetch_add(&vs->fail_count, 1);
+        atomic_fetch_add(&vs->fail_ns, total_ns);
+    }
+    if (computed) {
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME, &wall);
+        atomic_store(&vs->last_inference_ms,
+                     (long long)wall.tv_sec * 1000 + wall.tv_nsec / 1000000);
+    }
+}
+
+/* Encodes r's response from the model outputs (owned; freed here). */
+static void encode_outputs(req *r, tern_tensor **outs)
 {
     model_version *v = r->v;
     kserve_request *kr = r->kr;
     int n_out = version_output_count(v);
-    /* queue time runs until an engine instance starts: the pool's queue and
-     * the wait for a free instance */
-    r->t_run1 = now_s();
-    r->t_run0 = r->t_run1 - (double)run_ns / 1e9;
-    version_stats *vs = version_stats_of(v);
     kserve_output *sel = calloc((size_t)n_out + 1, sizeof *sel);
-    if (!st && !sel) st = tern_error(TERN_ERR_NO_MEMORY, "out of memory");
-    if (st) {
-        /* the engine refuses inputs that do not fit the model: a client error */
-        tern_code c = tern_status_code(st);
-        set_status_error(r, st, c == TERN_ERR_NO_MEMORY || c == TERN_ERR_IO ? 500 : 400);
+    if (!sel) {
+        set_error(r, 500, "out of memory");
     } else {
         int n = 0;
         if (kr->n_outputs == 0) {
@@ -199,7 +226,8 @@ static void finish_request(req *r, tern_tensor **outs, tern_status *st, int64_t 
         char *body = NULL;
         size_t len = 0;
         long long hl = -1;
-        st = kserve_encode_response(version_model_name(v), vbuf, kr->id, n, sel, &body, &len, &hl);
+        tern_status *st =
+            kserve_encode_response(version_model_name(v), vbuf, kr->id, n, sel, &body, &len, &hl);
         if (st) {
             set_status_error(r, st, 500);
         } else {
@@ -211,204 +239,32 @@ static void finish_request(req *r, tern_tensor **outs, tern_status *st, int64_t 
             r->done = true;
         }
     }
-    long long queue_ns = (long long)((r->t_run0 - r->t_queued) * 1e9);
-    atomic_fetch_add(&vs->inference_count, 1);
-    if (first_of_execution) {
-        atomic_fetch_add(&vs->execution_count, 1);
-        atomic_fetch_add(&vs->compute_count, 1);
-        atomic_fetch_add(&vs->compute_ns, run_ns);
-    }
-    atomic_fetch_add(&vs->queue_count, 1);
-    atomic_fetch_add(&vs->queue_ns, queue_ns);
-    long long total_ns = (long long)((now_s() - r->t_start) * 1e9);
-    if (r->status == MHD_HTTP_OK) {
-        atomic_fetch_add(&vs->success_count, 1);
-        atomic_fetch_add(&vs->success_ns, total_ns);
-    } else {
-        atomic_fetch_add(&vs->fail_count, 1);
-        atomic_fetch_add(&vs->fail_ns, total_ns);
-    }
-    struct timespec wall;
-    clock_gettime(CLOCK_REALTIME, &wall);
-    atomic_store(&vs->last_inference_ms, (long long)wall.tv_sec * 1000 + wall.tv_nsec / 1000000);
     for (int j = 0; outs && j < n_out; j++) tern_tensor_free(outs[j]);
     free(outs);
     free(sel);
-    MHD_resume_connection(r->conn);
 }
 
-static void run_single(req *r)
+/* The scheduler's answer (sched.h): on its thread, or on the HTTP thread
+ * for a rejection at submission. Sets the response and records it; the
+ * caller resumes the connection. */
+static void apply_result(req *r, sched_result *res)
 {
-    int n_out = version_output_count(r->v);
-    tern_tensor **outs = calloc((size_t)n_out + 1, sizeof *outs);
-    int64_t wait_ns = 0, run_ns = 0;
-    tern_status *st = !outs ? tern_error(TERN_ERR_NO_MEMORY, "out of memory")
-                            : version_run_timed(r->v, r->kr->n_inputs, r->kr->input_names,
-                                                (const tern_tensor *const *)r->kr->inputs, outs,
-                                                &wait_ns, &run_ns);
-    finish_request(r, outs, st, run_ns, true);
+    r->queue_s = (double)res->queue_ns / 1e9;
+    r->compute_s = (double)res->compute_ns / 1e9;
+    if (res->status == 200) {
+        encode_outputs(r, res->outputs);
+    } else {
+        set_error(r, (unsigned)res->status, tern_status_message(res->error));
+        r->retry_after = res->retry_after_s;
+    }
+    tern_status_free(res->error);
+    count_request(r, res);
 }
 
-/* ---- batching ------------------------------------------------------------
- * A version whose config sets max_batch_size > 1 declares that its first
- * dimension is a batch of independent rows (Triton's contract). A worker
- * that takes such a request also takes the queued requests of the same
- * version whose inputs agree in name, dtype and every dimension but the
- * first, up to max_batch_size rows, concatenates them along dim 0, runs the
- * model once and hands each request its own rows of every output. Requests
- * only wait as long as they would have waited anyway (no queue delay; the
- * delay-based batcher is the scheduler's, issue 5). If the batched run fails
- * or an output lacks the batch dimension, each request runs on its own, so a
- * batch never changes an answer. */
-
-#define BATCH_MAX_REQS 64
-
-/* Rows of a request (the shared first dimension of its inputs), or -1 if it
- * cannot be batched. */
-static int64_t batch_rows(const req *r)
+static void infer_done(sched_req *sr, sched_result *res)
 {
-    const kserve_request *kr = r->kr;
-    if (kr->n_inputs == 0) return -1;
-    int64_t rows = -1;
-    for (int i = 0; i < kr->n_inputs; i++) {
-        const tern_tensor *t = kr->inputs[i];
-        if (t->kind != TENSOR_DENSE || t->dtype == TERN_STRING || t->rank < 1) return -1;
-        if (rows >= 0 && t->dims[0] != rows) return -1;
-        rows = t->dims[0];
-    }
-    return rows;
-}
-
-typedef struct batch_ctx {
-    const req *first;
-    int64_t rows_left;
-} batch_ctx;
-
-static bool batch_compatible(pool_job *job, void *vctx)
-{
-    batch_ctx *c = vctx;
-    const req *a = c->first, *b = (const req *)job;
-    if (b->job.run != a->job.run || b->v != a->v || b->kr->n_inputs != a->kr->n_inputs)
-        return false;
-    int64_t rows = batch_rows(b);
-    if (rows < 1 || rows > c->rows_left) return false;
-    for (int i = 0; i < a->kr->n_inputs; i++) {
-        const tern_tensor *x = a->kr->inputs[i], *y = b->kr->inputs[i];
-        if (strcmp(a->kr->input_names[i], b->kr->input_names[i]) != 0 || x->dtype != y->dtype ||
-            x->rank != y->rank)
-            return false;
-        for (int d = 1; d < x->rank; d++)
-            if (x->dims[d] != y->dims[d]) return false;
-    }
-    c->rows_left -= rows;
-    return true;
-}
-
-/* Runs n compatible requests as one batch; false if that did not work out
- * and they must run one by one (nothing has been answered then). */
-static bool run_batch(req **rs, int n, int64_t total)
-{
-    model_version *v = rs[0]->v;
-    const kserve_request *k0 = rs[0]->kr;
-    int n_in = k0->n_inputs, n_out = version_output_count(v);
-    tern_tensor **ins = calloc((size_t)n_in, sizeof *ins);
-    tern_tensor **outs = calloc((size_t)n_out + 1, sizeof *outs);
-    bool ok = ins && outs;
-    for (int i = 0; ok && i < n_in; i++) {
-        const tern_tensor *t = k0->inputs[i];
-        int64_t dims[TERN_MAX_RANK];
-        memcpy(dims, t->dims, sizeof dims);
-        dims[0] = total;
-        tern_status *st = tern_tensor_create(t->dtype, t->rank, dims, &ins[i]);
-        if (st) {
-            tern_status_free(st);
-            ok = false;
-            break;
-        }
-        char *dst = tern_tensor_data(ins[i]);
-        for (int k = 0; k < n; k++) {
-            size_t nb = tensor_nbytes(rs[k]->kr->inputs[i]);
-            memcpy(dst, rs[k]->kr->inputs[i]->data, nb);
-            dst += nb;
-        }
-    }
-    int64_t wait_ns = 0, run_ns = 0;
-    if (ok) {
-        tern_status *st = version_run_timed(
-            v, n_in, k0->input_names, (const tern_tensor *const *)ins, outs, &wait_ns, &run_ns);
-        if (st) {
-            tern_status_free(st);
-            ok = false;
-        }
-    }
-    for (int j = 0; ok && j < n_out; j++)
-        if (!outs[j] || outs[j]->kind != TENSOR_DENSE || outs[j]->rank < 1 ||
-            outs[j]->dims[0] != total || outs[j]->dtype == TERN_STRING)
-            ok = false;
-    /* split every output by rows */
-    tern_tensor ***mine = ok ? calloc((size_t)n, sizeof *mine) : NULL;
-    if (ok && !mine) ok = false;
-    int64_t row0 = 0;
-    for (int k = 0; ok && k < n; k++) {
-        int64_t rows = batch_rows(rs[k]);
-        mine[k] = calloc((size_t)n_out + 1, sizeof **mine);
-        if (!mine[k]) ok = false;
-        for (int j = 0; ok && j < n_out; j++) {
-            const tern_tensor *o = outs[j];
-            int64_t dims[TERN_MAX_RANK];
-            memcpy(dims, o->dims, sizeof dims);
-            dims[0] = rows;
-            size_t row_bytes = o->dims[0] ? tensor_nbytes(o) / (size_t)o->dims[0] : 0;
-            tern_status *st = tern_tensor_create_copy(
-                o->dtype, o->rank, dims, (const char *)o->data + (size_t)row0 * row_bytes,
-                (size_t)rows * row_bytes, &mine[k][j]);
-            if (st) {
-                tern_status_free(st);
-                ok = false;
-            }
-        }
-        row0 += rows;
-    }
-    if (ok)
-        for (int k = 0; k < n; k++) finish_request(rs[k], mine[k], NULL, run_ns, k == 0);
-    else if (mine)
-        for (int k = 0; k < n; k++) {
-            for (int j = 0; mine[k] && j < n_out; j++) tern_tensor_free(mine[k][j]);
-            free(mine[k]);
-        }
-    free(mine);
-    for (int i = 0; ins && i < n_in; i++) tern_tensor_free(ins[i]);
-    for (int j = 0; outs && j < n_out; j++) tern_tensor_free(outs[j]);
-    free(ins);
-    free(outs);
-    return ok;
-}
-
-static void infer_job(pool_job *job)
-{
-    req *r = (req *)job;
-    int64_t max_rows = version_max_batch_size(r->v), rows = batch_rows(r);
-    if (max_rows > 1 && rows >= 1 && rows < max_rows) {
-        pool_job *more[BATCH_MAX_REQS];
-        batch_ctx c = {r, max_rows - rows};
-        int n = pool_take(r->srv->pool, batch_compatible, &c, more, BATCH_MAX_REQS - 1);
-        if (n > 0) {
-            req *rs[BATCH_MAX_REQS];
-            rs[0] = r;
-            for (int k = 0; k < n; k++) rs[k + 1] = (req *)more[k];
-            if (!run_batch(rs, n + 1, max_rows - c.rows_left))
-                for (int k = 0; k <= n; k++) run_single(rs[k]);
-            return;
-        }
-    }
-    run_single(r);
-}
-
-/* At a shutdown whose drain timed out: answer without running. */
-static void infer_cancel(pool_job *job)
-{
-    req *r = (req *)job;
-    set_error(r, 503, "server is shutting down");
+    req *r = (req *)sr;
+    apply_result(r, res);
     MHD_resume_connection(r->conn);
 }
 
@@ -474,11 +330,19 @@ static void handle_infer(req *r, const char *model, int64_t version)
         }
     }
     if (!check_datatypes(r)) return;
-    r->job.run = infer_job;
-    r->job.cancel = infer_cancel;
-    r->t_queued = now_s();
+    r->sr = (sched_req){.n_inputs = r->kr->n_inputs,
+                        .names = r->kr->input_names,
+                        .inputs = (const tern_tensor *const *)r->kr->inputs,
+                        .priority = (int)r->kr->priority,
+                        .timeout_us = r->kr->timeout_us,
+                        .done = infer_done};
+    /* suspended first: a scheduler thread may answer before submit returns */
     MHD_suspend_connection(r->conn);
-    pool_submit(srv->pool, &r->job);
+    sched_result rej;
+    if (!sched_submit(version_sched(r->v), &r->sr, &rej)) {
+        apply_result(r, &rej);
+        MHD_resume_connection(r->conn);
+    }
 }
 
 /* ---- routing ----------------------------------------------------------- */
@@ -529,6 +393,21 @@ static void route(req *r, const char *method, const char *url)
         if (metrics_render(&out, &len) != 0) {
             set_error(r, 500, "out of memory");
             return;
+        }
+        /* then the schedulers' families (batch sizes, rejections, SLOs) */
+        char *all = NULL;
+        size_t all_len = 0;
+        FILE *f = open_memstream(&all, &all_len);
+        if (f) {
+            fwrite(out, 1, len, f);
+            store_metrics_text(srv->store, f);
+        }
+        if (f && fclose(f) == 0 && all) {
+            free(out);
+            out = all;
+            len = all_len;
+        } else {
+            free(all);
         }
         set_response(r, 200, NULL);
         r->resp = out;
@@ -759,10 +638,11 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
     if (r->series) {
         double t = now_s();
-        metrics_request_done(r->series, outcome_of(r->status), t - r->t_start,
-                             r->t_run0 > 0 ? r->t_run0 - r->t_queued : 0,
-                             r->t_run1 > 0 ? r->t_run1 - r->t_run0 : 0);
+        metrics_request_done(r->series, outcome_of(r->status), t - r->t_start, r->queue_s,
+                             r->compute_s);
         metrics_inflight_add(r->series, -1);
+        if (r->v) sched_record(version_sched(r->v), (int)r->status,
+                               (int64_t)((t - r->t_start) * 1e9));
     }
     if (r->kr) kserve_request_free(r->kr);
     if (r->v) store_release(r->v);
@@ -863,22 +743,6 @@ tern_status *server_start(const server_settings *cfg, tern_server **out)
         free(srv);
         return st;
     }
-    /* By default half the cores run engines and the rest is left to the
-     * HTTP threads, which decode and encode every request: more workers
-     * than that only take turns on the same cores (on 2 cores, batched MLP
-     * requests from 64 clients: 21.6-24.5k req/s with 2 workers, 25.4-26.4k
-     * with 1, which also batches more). */
-    long workers = cfg->infer_threads;
-    if (workers <= 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        workers = cores >= 2 ? cores / 2 : 1;
-    }
-    srv->pool = pool_create((int)workers);
-    if (!srv->pool) {
-        store_free(srv->store);
-        free(srv);
-        return tern_error(TERN_ERR_NO_MEMORY, "cannot start inference workers");
-    }
     st = store_start(srv->store);
     if (st) {
         server_free(srv, 0);
@@ -933,12 +797,11 @@ void server_free(tern_server *srv, int drain_secs)
         if (atomic_load(&srv->inflight) > 0) {
             log_warn("drain timeout: answering queued requests with 503",
                      LOG_I("inflight", atomic_load(&srv->inflight)));
-            pool_cancel_queued(srv->pool);
+            store_cancel_queued(srv->store);
         }
+        /* the runs under way finish and resume their connections */
+        store_wait_idle(srv->store);
     }
-    /* the runs under way finish and resume their connections */
-    pool_free(srv->pool);
-    srv->pool = NULL;
     if (srv->mhd) {
         /* give resumed connections a moment to send their responses */
         double until = now_s() + 1.0;

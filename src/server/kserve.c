@@ -638,6 +638,14 @@ static tern_status *decode_parameters(const json_t *jp, kserve_request *r)
             return BAD("parameters.timeout: must be a non-negative integer (microseconds)");
         r->timeout_us = json_integer_value(jt);
     }
+    const json_t *jpr = json_object_get(jp, "priority");
+    if (jpr) {
+        if (!json_is_integer(jpr) || json_integer_value(jpr) < 0 ||
+            json_integer_value(jpr) > INT32_MAX)
+            return BAD("parameters.priority: must be a non-negative integer (1 is the highest "
+                       "level, 0 the model's default)");
+        r->priority = json_integer_value(jpr);
+    }
     return NULL;
 }
 

@@ -40,6 +40,7 @@ typedef struct kserve_request {
     kserve_output_req *outputs;
     bool binary_default;   /* parameters.binary_data_output: all outputs binary */
     long long timeout_us;  /* parameters.timeout, or 0 */
+    long long priority;    /* parameters.priority, or 0 (the model's default level) */
     void *json;            /* private: the parsed document (names point into it) */
 } kserve_request;
 

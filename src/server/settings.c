@@ -31,8 +31,6 @@ static const setting table[] = {
      "address to listen on (not loopback needs tokens, issue 8)"},
     {"port", T_INT, F(port), "8000", 0, 65535, "TCP port (0 picks a free one)"},
     {"threads", T_INT, F(threads), "2", 1, 256, "HTTP threads (epoll event loops)"},
-    {"infer-threads", T_INT, F(infer_threads), "0", 0, 256,
-     "inference worker threads (0: half the cores, at least 1)"},
     {"model-threads", T_INT, F(model_threads), "1", 1, 256, "intra-op threads per model session"},
     {"model-repository", T_STR, F(model_repository), "", 0, 0,
      "folder of <model>/<version>/model.onnx"},

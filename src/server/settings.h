@@ -19,7 +19,6 @@ typedef struct server_settings {
     char *host;
     long port;
     long threads;       /* HTTP threads */
-    long infer_threads; /* inference workers */
     long model_threads; /* intra-op threads per session (config.yaml may override) */
     char *model_repository;
     char *config;

@@ -104,40 +104,45 @@ def tagged_model(tag, work=0, n=256):
     return helper.make_model(g, opset_imports=OPSET)
 
 
-def mlp_weights(seed=0):
+MLP_DIMS = (784, 512, 256, 10)
+
+
+def mlp_weights(seed=0, dims=MLP_DIMS):
     rng = np.random.default_rng(seed)
-    dims = [784, 512, 256, 10]
     ws, bs = [], []
-    for i in range(3):
+    for i in range(len(dims) - 1):
         ws.append((rng.standard_normal((dims[i], dims[i + 1])) / np.sqrt(dims[i])).astype(np.float32))
         bs.append((rng.standard_normal(dims[i + 1]) * 0.1).astype(np.float32))
     return ws, bs
 
 
-def mlp_model(seed=0):
-    """x FP32 [-1, 784] -> probs FP32 [-1, 10]: two ReLU layers, then Softmax."""
-    ws, bs = mlp_weights(seed)
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 784])
-    y = helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 10])
+def mlp_model(seed=0, dims=MLP_DIMS):
+    """x FP32 [-1, 784] -> probs FP32 [-1, 10]: ReLU layers (two by default),
+    then Softmax."""
+    ws, bs = mlp_weights(seed, dims)
+    n = len(dims) - 1
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", dims[0]])
+    y = helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", dims[-1]])
     inits, nodes, prev = [], [], "x"
-    for i in range(3):
+    for i in range(n):
         inits += [numpy_helper.from_array(ws[i], f"w{i}"), numpy_helper.from_array(bs[i], f"b{i}")]
         nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"mm{i}"]))
         nodes.append(helper.make_node("Add", [f"mm{i}", f"b{i}"], [f"h{i}"]))
-        if i < 2:
+        if i < n - 1:
             nodes.append(helper.make_node("Relu", [f"h{i}"], [f"r{i}"]))
             prev = f"r{i}"
-    nodes.append(helper.make_node("Softmax", ["h2"], ["probs"], axis=-1))
+    nodes.append(helper.make_node("Softmax", [f"h{n - 1}"], ["probs"], axis=-1))
     g = helper.make_graph(nodes, "mlp", [x], [y], inits)
     return helper.make_model(g, opset_imports=OPSET)
 
 
-def mlp_reference(x, seed=0):
-    ws, bs = mlp_weights(seed)
+def mlp_reference(x, seed=0, dims=MLP_DIMS):
+    ws, bs = mlp_weights(seed, dims)
+    n = len(dims) - 1
     h = x.astype(np.float64)
-    for i in range(3):
+    for i in range(n):
         h = h @ ws[i].astype(np.float64) + bs[i]
-        if i < 2:
+        if i < n - 1:
             h = np.maximum(h, 0)
     e = np.exp(h - h.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)

@@ -53,7 +53,7 @@ def test_batched_requests_get_their_own_rows(serve, tmp_path):
     (tmp_path / "repo" / "lin" / "1").mkdir(parents=True)
     save(linear_model(w, b), str(tmp_path / "repo" / "lin" / "1" / "model.onnx"))
     (tmp_path / "repo" / "lin" / "config.yaml").write_text("max_batch_size: 16\n")
-    srv = serve(tmp_path / "repo", "--infer-threads", "1")
+    srv = serve(tmp_path / "repo")
     # rows 1..3 per request, so batches mix request sizes
     xs = [rng.standard_normal((1 + i % 3, 64)).astype(np.float32) for i in range(400)]
     rs = hammer(srv, "lin", xs)
@@ -74,7 +74,7 @@ def test_output_without_batch_dim_falls_back(serve, tmp_path):
     (tmp_path / "repo" / "tot" / "1").mkdir(parents=True)
     save(total_model(), str(tmp_path / "repo" / "tot" / "1" / "model.onnx"))
     (tmp_path / "repo" / "tot" / "config.yaml").write_text("max_batch_size: 8\n")
-    srv = serve(tmp_path / "repo", "--infer-threads", "1")
+    srv = serve(tmp_path / "repo")
     xs = [rng.standard_normal((2, 4)).astype(np.float32) for _ in range(200)]
     for x, r in zip(xs, hammer(srv, "tot", xs)):
         assert r.status_code == 200, r.text
@@ -89,7 +89,7 @@ def test_no_batching_without_max_batch_size(serve, tmp_path):
     w, b = rng.standard_normal((8, 2)).astype(np.float32), np.zeros(2, np.float32)
     (tmp_path / "repo" / "lin" / "1").mkdir(parents=True)
     save(linear_model(w, b), str(tmp_path / "repo" / "lin" / "1" / "model.onnx"))
-    srv = serve(tmp_path / "repo", "--infer-threads", "1")
+    srv = serve(tmp_path / "repo")
     xs = [rng.standard_normal((1, 8)).astype(np.float32) for _ in range(100)]
     assert all(r.status_code == 200 for r in hammer(srv, "lin", xs))
     inferences, executions = stats(srv, "lin")

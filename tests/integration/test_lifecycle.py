@@ -81,7 +81,7 @@ def test_hot_swap_under_load(serve, tmp_path, mode):
     repo = tmp_path / "repo"
     work = steps_for(10)
     make_tagged_repo(repo, "hot", [1], work=work)
-    args = ["--model-control-mode", mode, "--infer-threads", "4"]
+    args = ["--model-control-mode", mode]
     if mode == "explicit":
         args += ["--load-model", "hot"]
     else:
@@ -165,7 +165,7 @@ def inflight(srv):
 def test_sigterm_drains_inflight(serve, tmp_path):
     repo = tmp_path / "repo"
     make_tagged_repo(repo, "slow", [1], work=steps_for(300))  # ~0.3 s a request
-    srv = serve(repo, "--infer-threads", "2", "--drain-timeout-secs", "60")
+    srv = serve(repo, "--drain-timeout-secs", "60")
     t0 = time.monotonic()
     assert tagged_infer(srv, "slow", [0.0]) == (200, "1", [1.0])
     one = time.monotonic() - t0
@@ -214,7 +214,7 @@ def test_drain_timeout_bounds_shutdown(serve, tmp_path):
     work = steps_for(2500)  # ~2.5 s a request
     make_tagged_repo(repo, "slow", [1], work=work)
     one = work * ms_per_step() / 1000
-    srv = serve(repo, "--infer-threads", "1", "--drain-timeout-secs", "1")
+    srv = serve(repo, "--drain-timeout-secs", "1")
     threads, results = slow_requests(srv, 4)  # ~10 s of queued work
     wait_for(lambda: inflight(srv) >= 1, period=0.02, what="requests in flight")
     t0 = time.monotonic()

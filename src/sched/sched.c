@@ -1,0 +1,942 @@
+/*
+ * The per-version scheduler, see sched.h for what it promises.
+ *
+ * One mutex guards the queues (a doubly linked FIFO per priority level),
+ * the counters admission control reads and the moving averages it keeps.
+ * Threads never run a model or answer a request while holding it: a thread
+ * decides under the lock what to run (and which queued requests expired),
+ * takes them out of the queues, drops the lock, answers and runs.
+ *
+ * Batching keeps the contract of the earlier greedy batcher: a batch never
+ * changes an answer. Requests share a run only when every input agrees in
+ * name, dtype and every dimension but the first; if the batched run fails,
+ * or an output lacks the batch dimension, each request runs again alone.
+ */
+#include "sched/sched.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BATCH_MAX_REQS 1024
+/* SLO latency buckets: upper bound SLO_B0_NS * SLO_GROWTH^i */
+#define SLO_NB 180
+#define SLO_B0_NS 10000.0
+#define SLO_GROWTH 1.1
+#define EWMA_ALPHA 0.2
+
+typedef struct slo_slot {
+    int64_t sec;
+    uint64_t total, good;
+    uint32_t hist[SLO_NB];
+} slo_slot;
+
+typedef struct worker {
+    struct sched *s;
+    int index;
+    pthread_t th;
+    bool started;
+    int64_t run_start;
+} worker;
+
+struct sched {
+    sched_policy pol;
+    int64_t *preferred;
+    int n_out;
+    sched_exec_fn exec;
+    void *ctx;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;      /* work arrived, or stop */
+    pthread_cond_t idle_cv; /* nothing queued and nothing running */
+    sched_req *head[SCHED_MAX_LEVELS], *tail[SCHED_MAX_LEVELS];
+    int64_t level_rows[SCHED_MAX_LEVELS];
+    int level_n[SCHED_MAX_LEVELS];
+    int n_queued, busy, burst;
+    bool stop, cancelled;
+    worker *workers;
+    int n_workers;
+    /* observed runs (under mu) */
+    double ewma_ns, ewma_rows;
+    int64_t n_runs;
+    /* statistics (under mu): per batch size in rows, index 0 unused */
+    int64_t stat_cap;
+    int64_t *batch_count, *batch_ns;
+    atomic_llong rejected[REJECT_N];
+
+    pthread_mutex_t slo_mu;
+    slo_slot *slo;
+};
+
+const char *sched_reason_name(sched_reason r)
+{
+    switch (r) {
+    case REJECT_QUEUE_FULL: return "queue_full";
+    case REJECT_DEADLINE: return "deadline_unmeetable";
+    case REJECT_TIMEOUT: return "timeout";
+    case REJECT_SHUTDOWN: return "shutdown";
+    default: return "none";
+    }
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static bool batching(const sched *s)
+{
+    return s->pol.max_batch_size > 1;
+}
+
+/* ---- queues (under mu) -------------------------------------------------- */
+
+/* Rows of a request: the shared first dimension of its inputs, or -1 when it
+ * cannot be batched (no inputs, strings, scalars, disagreeing first dims). */
+static int64_t req_rows(const sched_req *r)
+{
+    if (r->n_inputs == 0) return -1;
+    int64_t rows = -1;
+    for (int i = 0; i < r->n_inputs; i++) {
+        const tern_tensor *t = r->inputs[i];
+        if (t->kind != TENSOR_DENSE || t->dtype == TERN_STRING || t->rank < 1) return -1;
+        if (rows >= 0 && t->dims[0] != rows) return -1;
+        rows = t->dims[0];
+    }
+    return rows;
+}
+
+/* Rows the queue accounts for (a request that cannot batch counts as 1). */
+static int64_t weight(const sched_req *r)
+{
+    return r->rows >= 1 ? r->rows : 1;
+}
+
+static void q_push(sched *s, sched_req *r)
+{
+    int l = r->level;
+    r->next = NULL;
+    r->prev = s->tail[l];
+    if (s->tail[l])
+        s->tail[l]->next = r;
+    else
+        s->head[l] = r;
+    s->tail[l] = r;
+    s->level_rows[l] += weight(r);
+    s->level_n[l]++;
+    s->n_queued++;
+}
+
+static void q_remove(sched *s, sched_req *r)
+{
+    int l = r->level;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        s->head[l] = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        s->tail[l] = r->prev;
+    r->next = r->prev = NULL;
+    s->level_rows[l] -= weight(r);
+    s->level_n[l]--;
+    s->n_queued--;
+}
+
+/* Takes every queued request whose deadline has passed; returns them as a
+ * list linked through next. */
+static sched_req *take_expired(sched *s, int64_t now)
+{
+    sched_req *out = NULL;
+    for (int l = 0; l < s->pol.priority_levels; l++)
+        for (sched_req *r = s->head[l], *nx; r; r = nx) {
+            nx = r->next;
+            if (r->deadline && r->deadline <= now) {
+                q_remove(s, r);
+                r->next = out;
+                out = r;
+            }
+        }
+    return out;
+}
+
+/* The request that heads the next batch. */
+static sched_req *pick_head(sched *s)
+{
+    int top = -1;
+    for (int l = 0; l < s->pol.priority_levels && top < 0; l++)
+        if (s->head[l]) top = l;
+    if (top < 0) return NULL;
+    /* a lower level waiting for PRIORITY_BURST batches gets the next one:
+     * its oldest request heads it */
+    sched_req *lower = NULL;
+    for (int l = top + 1; l < s->pol.priority_levels; l++)
+        if (s->head[l] && (!lower || s->head[l]->t_enq < lower->t_enq)) lower = s->head[l];
+    if (!lower) {
+        s->burst = 0;
+        return s->head[top];
+    }
+    if (s->burst >= PRIORITY_BURST) {
+        s->burst = 0;
+        return lower;
+    }
+    s->burst++;
+    return s->head[top];
+}
+
+static bool compatible(const sched_req *a, const sched_req *b)
+{
+    if (b->rows < 1 || b->n_inputs != a->n_inputs) return false;
+    for (int i = 0; i < a->n_inputs; i++) {
+        const tern_tensor *x = a->inputs[i], *y = b->inputs[i];
+        if (strcmp(a->names[i], b->names[i]) != 0 || x->dtype != y->dtype || x->rank != y->rank)
+            return false;
+        for (int d = 1; d < x->rank; d++)
+            if (x->dims[d] != y->dims[d]) return false;
+    }
+    return true;
+}
+
+/* The requests that can join head's batch, head first: its own level in
+ * order, then the others from the highest. Returns how many; *rows their
+ * rows. */
+static int gather(sched *s, sched_req *head, sched_req **out, int64_t *rows)
+{
+    int n = 0;
+    out[n++] = head;
+    *rows = weight(head);
+    if (!batching(s) || head->rows < 1) return n;
+    int64_t left = s->pol.max_batch_size - head->rows;
+    for (int k = -1; k < s->pol.priority_levels && left > 0; k++) {
+        int l = k < 0 ? head->level : k;
+        if (k >= 0 && l == head->level) continue;
+        for (sched_req *r = s->head[l]; r && left > 0 && n < BATCH_MAX_REQS; r = r->next) {
+            if (r == head || r->rows > left || !compatible(head, r)) continue;
+            out[n++] = r;
+            left -= r->rows;
+            *rows += r->rows;
+        }
+    }
+    return n;
+}
+
+/* Predicted nanoseconds of a run of `rows` rows, from the moving averages;
+ * 0 before the first run. */
+static double est_run_ns(const sched *s, double rows)
+{
+    if (s->n_runs == 0) return 0;
+    double scale = s->ewma_rows > 0 && rows > s->ewma_rows ? rows / s->ewma_rows : 1.0;
+    return s->ewma_ns * scale;
+}
+
+/* Predicted wait until a request of `rows` rows at `level` starts running,
+ * and its run time. */
+static void predict(const sched *s, int level, int64_t rows, int64_t now, double *wait,
+                    double *run)
+{
+    int64_t ahead_rows = 0, ahead_n = 0;
+    for (int l = 0; l <= level; l++) {
+        ahead_rows += s->level_rows[l];
+        ahead_n += s->level_n[l];
+    }
+    double per_batch, batches;
+    if (batching(s)) {
+        double b = (double)s->pol.max_batch_size;
+        batches = floor((double)ahead_rows / b);
+        per_batch = est_run_ns(s, b);
+        double mine = fmin(b, (double)(ahead_rows % s->pol.max_batch_size) + (double)rows);
+        *run = est_run_ns(s, mine);
+    } else {
+        batches = (double)ahead_n;
+        per_batch = est_run_ns(s, (double)rows);
+        *run = per_batch;
+    }
+    /* until an instance frees up, if all are busy */
+    double soonest = 0;
+    if (s->busy >= s->n_workers) {
+        soonest = INFINITY;
+        for (int i = 0; i < s->n_workers; i++) {
+            double left = (double)s->workers[i].run_start + s->ewma_ns - (double)now;
+            soonest = fmin(soonest, fmax(0, left));
+        }
+        if (!isfinite(soonest)) soonest = 0;
+    }
+    *wait = soonest + batches * per_batch / s->n_workers;
+}
+
+static int retry_secs(double ns)
+{
+    double sec = ceil(ns / 1e9);
+    return sec < 1 ? 1 : sec > 3600 ? 3600 : (int)sec;
+}
+
+static void reject(sched *s, sched_result *res, int status, sched_reason why, int retry,
+                   const char *fmt, const char *detail)
+{
+    *res = (sched_result){.status = status, .reason = why, .retry_after_s = retry};
+    res->error = tern_error(TERN_ERR_RUNTIME, fmt, detail);
+    if (why != REJECT_NONE) atomic_fetch_add(&s->rejected[why], 1);
+}
+
+bool sched_submit(sched *s, sched_req *r, sched_result *rej)
+{
+    if (r->priority < 0 || r->priority > s->pol.priority_levels) {
+        char buf[96];
+        snprintf(buf, sizeof buf, "between 1 and %d (0 or absent: the model's default %d)",
+                 s->pol.priority_levels, s->pol.default_priority);
+        *rej = (sched_result){.status = 400};
+        rej->error = tern_error(TERN_ERR_INVALID_ARGUMENT, "parameters.priority: must be %s", buf);
+        return false;
+    }
+    int64_t now = now_ns();
+    r->t_enq = now;
+    r->rows = req_rows(r);
+    r->level = (r->priority ? r->priority : s->pol.default_priority) - 1;
+    int64_t timeout = r->timeout_us ? r->timeout_us : s->pol.default_timeout_us;
+    r->deadline = timeout > 0 ? now + timeout * 1000 : 0;
+    pthread_mutex_lock(&s->mu);
+    if (s->cancelled || s->stop) {
+        pthread_mutex_unlock(&s->mu);
+        reject(s, rej, 503, REJECT_SHUTDOWN, 1, "%s", "the model is shutting down");
+        return false;
+    }
+    double wait = 0, run = 0;
+    if (s->n_runs > 0) predict(s, r->level, weight(r), now, &wait, &run);
+    if (s->pol.max_queue_size > 0 && s->n_queued >= s->pol.max_queue_size) {
+        pthread_mutex_unlock(&s->mu);
+        char buf[64];
+        snprintf(buf, sizeof buf, "%lld", (long long)s->pol.max_queue_size);
+        reject(s, rej, 429, REJECT_QUEUE_FULL, retry_secs(wait),
+               "the queue is full (max_queue_size %s)", buf);
+        return false;
+    }
+    if (r->deadline && s->n_runs > 0 && (double)now + wait + run > (double)r->deadline) {
+        pthread_mutex_unlock(&s->mu);
+        char buf[128];
+        snprintf(buf, sizeof buf, "%.3f ms (%.3f ms queued, %.3f ms to run) exceeds the %.3f ms",
+                 (wait + run) / 1e6, wait / 1e6, run / 1e6, (double)timeout / 1e3);
+        reject(s, rej, 429, REJECT_DEADLINE, retry_secs(wait + run - (double)timeout * 1000),
+               "the deadline cannot be met: the predicted %s timeout", buf);
+        return false;
+    }
+    q_push(s, r);
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return true;
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+static void answer_error(sched_req *r, int status, sched_reason why, tern_status *err,
+                         int64_t queue_ns)
+{
+    sched_result res = {.status = status, .reason = why, .error = err, .queue_ns = queue_ns};
+    r->done(r, &res);
+}
+
+static int status_of_error(const tern_status *st)
+{
+    tern_code c = tern_status_code(st);
+    /* the engine refuses inputs that do not fit the model: a client error */
+    return c == TERN_ERR_NO_MEMORY || c == TERN_ERR_IO ? 500 : 400;
+}
+
+static void free_outputs(tern_tensor **outs, int n)
+{
+    for (int j = 0; outs && j < n; j++) tern_tensor_free(outs[j]);
+    free(outs);
+}
+
+/* Runs r alone and answers it; returns the engine nanoseconds. */
+static int64_t run_alone(sched *s, int inst, sched_req *r, int64_t t0)
+{
+    tern_tensor **outs = calloc((size_t)s->n_out + 1, sizeof *outs);
+    tern_status *st = !outs ? tern_error(TERN_ERR_NO_MEMORY, "out of memory")
+                            : s->exec(s->ctx, inst, r->n_inputs, r->names, r->inputs, outs);
+    int64_t t1 = now_ns();
+    if (st) {
+        free_outputs(outs, s->n_out);
+        sched_result res = {.status = status_of_error(st), .error = st,
+                            .queue_ns = t0 - r->t_enq, .compute_ns = t1 - t0,
+                            .batch_rows = weight(r), .first_of_batch = true};
+        r->done(r, &res);
+    } else {
+        sched_result res = {.status = 200, .outputs = outs, .queue_ns = t0 - r->t_enq,
+                            .compute_ns = t1 - t0, .batch_rows = weight(r),
+                            .first_of_batch = true};
+        r->done(r, &res);
+    }
+    return t1 - t0;
+}
+
+/* Runs n compatible requests as one batch of `total` rows and answers them;
+ * false if that did not work out (nothing answered) and they must run
+ * alone. */
+static bool run_batch(sched *s, int inst, sched_req **rs, int n, int64_t total, int64_t t0,
+                      int64_t *run_ns)
+{
+    const sched_req *r0 = rs[0];
+    int n_in = r0->n_inputs, n_out = s->n_out;
+    tern_tensor **ins = calloc((size_t)n_in, sizeof *ins);
+    tern_tensor **outs = calloc((size_t)n_out + 1, sizeof *outs);
+    bool ok = ins && outs;
+    for (int i = 0; ok && i < n_in; i++) {
+        const tern_tensor *t = r0->inputs[i];
+        int64_t dims[TERN_MAX_RANK];
+        memcpy(dims, t->dims, sizeof dims);
+        dims[0] = total;
+        tern_status *st = tern_tensor_create(t->dtype, t->rank, dims, &ins[i]);
+        if (st) {
+            tern_status_free(st);
+            ok = false;
+            break;
+        }
+        char *dst = tern_tensor_data(ins[i]);
+        for (int k = 0; k < n; k++) {
+            size_t nb = tensor_nbytes(rs[k]->inputs[i]);
+            memcpy(dst, rs[k]->inputs[i]->data, nb);
+            dst += nb;
+        }
+    }
+    int64_t t1 = now_ns(), t2 = t1;
+    if (ok) {
+        tern_status *st =
+            s->exec(s->ctx, inst, n_in, r0->names, (const tern_tensor *const *)ins, outs);
+        t2 = now_ns();
+        if (st) {
+            tern_status_free(st);
+            ok = false;
+        }
+    }
+    for (int j = 0; ok && j < n_out; j++)
+        if (!outs[j] || outs[j]->kind != TENSOR_DENSE || outs[j]->rank < 1 ||
+            outs[j]->dims[0] != total || outs[j]->dtype == TERN_STRING)
+            ok = false;
+    /* split every output by rows */
+    tern_tensor ***mine = ok ? calloc((size_t)n, sizeof *mine) : NULL;
+    if (ok && !mine) ok = false;
+    int64_t row0 = 0;
+    for (int k = 0; ok && k < n; k++) {
+        int64_t rows = rs[k]->rows;
+        mine[k] = calloc((size_t)n_out + 1, sizeof **mine);
+        if (!mine[k]) ok = false;
+        for (int j = 0; ok && j < n_out; j++) {
+            const tern_tensor *o = outs[j];
+            int64_t dims[TERN_MAX_RANK];
+            memcpy(dims, o->dims, sizeof dims);
+            dims[0] = rows;
+            size_t row_bytes = o->dims[0] ? tensor_nbytes(o) / (size_t)o->dims[0] : 0;
+            tern_status *st = tern_tensor_create_copy(
+                o->dtype, o->rank, dims, (const char *)o->data + (size_t)row0 * row_bytes,
+                (size_t)rows * row_bytes, &mine[k][j]);
+            if (st) {
+                tern_status_free(st);
+                ok = false;
+            }
+        }
+        row0 += rows;
+    }
+    *run_ns = t2 - t1;
+    if (ok) {
+        for (int k = 0; k < n; k++) {
+            sched_result res = {.status = 200, .outputs = mine[k], .queue_ns = t0 - rs[k]->t_enq,
+                                .compute_ns = t2 - t1, .batch_rows = total,
+                                .first_of_batch = k == 0};
+            rs[k]->done(rs[k], &res);
+        }
+    } else if (mine) {
+        for (int k = 0; k < n; k++) free_outputs(mine[k], n_out);
+    }
+    free(mine);
+    for (int i = 0; ins && i < n_in; i++) tern_tensor_free(ins[i]);
+    free(ins);
+    free_outputs(outs, n_out);
+    return ok;
+}
+
+static void record_run(sched *s, int64_t rows, int64_t ns)
+{
+    if (rows < 1) rows = 1;
+    double a = s->n_runs ? EWMA_ALPHA : 1.0;
+    s->ewma_ns += a * ((double)ns - s->ewma_ns);
+    s->ewma_rows += a * ((double)rows - s->ewma_rows);
+    s->n_runs++;
+    int64_t i = rows < s->stat_cap ? rows : s->stat_cap - 1;
+    s->batch_count[i]++;
+    s->batch_ns[i] += ns;
+}
+
+/* Decides, under mu, whether the batch headed by head goes now. Trims it to
+ * a preferred size. Otherwise sets *wake (absolute ns) and returns false. */
+static bool ready_to_go(sched *s, sched_req **batch, int *n, int64_t *rows, int64_t now,
+                        int64_t *wake)
+{
+    if (!batching(s) || batch[0]->rows < 1 || *rows >= s->pol.max_batch_size || s->stop ||
+        s->cancelled)
+        return true;
+    /* the largest preferred size this batch can fill goes at once */
+    int64_t pref = 0;
+    for (int i = 0; i < s->pol.n_preferred; i++)
+        if (s->preferred[i] <= *rows && s->preferred[i] > pref) pref = s->preferred[i];
+    if (pref > 0) {
+        int64_t sum = 0;
+        int k = 0;
+        /* the head always; then the others while they fit in pref */
+        for (int i = 0; i < *n; i++)
+            if (i == 0 || sum + batch[i]->rows <= pref) {
+                batch[k++] = batch[i];
+                sum += batch[i]->rows;
+            }
+        *n = k;
+        *rows = sum;
+        return true;
+    }
+    if (s->pol.max_queue_delay_us <= 0) return true;
+    int64_t oldest = batch[0]->t_enq, deadline = INT64_MAX;
+    for (int i = 0; i < *n; i++) {
+        if (batch[i]->t_enq < oldest) oldest = batch[i]->t_enq;
+        if (batch[i]->deadline && batch[i]->deadline < deadline) deadline = batch[i]->deadline;
+    }
+    int64_t until = oldest + s->pol.max_queue_delay_us * 1000;
+    /* do not wait a request past what its deadline allows */
+    if (deadline != INT64_MAX) {
+        int64_t latest = deadline - (int64_t)est_run_ns(s, (double)*rows);
+        if (latest < until) until = latest;
+    }
+    if (now >= until) return true;
+    *wake = until;
+    return false;
+}
+
+static void answer_expired(sched *s, sched_req *list, int64_t now)
+{
+    for (sched_req *r = list, *nx; r; r = nx) {
+        nx = r->next;
+        atomic_fetch_add(&s->rejected[REJECT_TIMEOUT], 1);
+        answer_error(r, 504, REJECT_TIMEOUT,
+                     tern_error(TERN_ERR_RUNTIME,
+                                "the deadline passed while the request was queued (timeout %lld "
+                                "us)",
+                                (long long)((r->deadline - r->t_enq) / 1000)),
+                     now - r->t_enq);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    sched *s = w->s;
+    sched_req *one[1];
+    sched_req **batch = malloc(BATCH_MAX_REQS * sizeof *batch);
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        if (s->n_queued == 0) {
+            if (s->stop) break;
+            if (s->busy == 0) pthread_cond_broadcast(&s->idle_cv);
+            pthread_cond_wait(&s->cv, &s->mu);
+            continue;
+        }
+        int64_t now = now_ns();
+        sched_req *expired = take_expired(s, now);
+        if (expired) {
+            s->busy++; /* not idle while answering */
+            pthread_mutex_unlock(&s->mu);
+            answer_expired(s, expired, now);
+            pthread_mutex_lock(&s->mu);
+            s->busy--;
+            continue;
+        }
+        sched_req *head = pick_head(s);
+        if (!head) continue;
+        int64_t rows = weight(head), wake = 0;
+        sched_req **b = batch ? batch : one;
+        int n = 1;
+        one[0] = head;
+        if (batch) n = gather(s, head, b, &rows);
+        if (!ready_to_go(s, b, &n, &rows, now, &wake)) {
+            /* the condition variable runs on CLOCK_MONOTONIC (sched_create) */
+            struct timespec ts = {.tv_sec = wake / 1000000000, .tv_nsec = wake % 1000000000};
+            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+            continue;
+        }
+        for (int i = 0; i < n; i++) q_remove(s, b[i]);
+        s->busy++;
+        w->run_start = now;
+        pthread_mutex_unlock(&s->mu);
+
+        int64_t run_ns = 0;
+        bool alone = n == 1 || !run_batch(s, w->index, b, n, rows, now, &run_ns);
+        if (alone)
+            for (int i = 0; i < n; i++) {
+                int64_t rows_i = weight(b[i]); /* b[i] may be freed once answered */
+                int64_t ns = run_alone(s, w->index, b[i], now_ns());
+                pthread_mutex_lock(&s->mu);
+                record_run(s, rows_i, ns);
+                pthread_mutex_unlock(&s->mu);
+            }
+        pthread_mutex_lock(&s->mu);
+        if (!alone) record_run(s, rows, run_ns);
+        s->busy--;
+    }
+    if (s->busy == 0) pthread_cond_broadcast(&s->idle_cv);
+    pthread_mutex_unlock(&s->mu);
+    free(batch);
+    return NULL;
+}
+
+/* ---- life ---------------------------------------------------------------- */
+
+tern_status *sched_create(const sched_policy *policy, int n_outputs, sched_exec_fn exec, void *ctx,
+                          sched **out)
+{
+    *out = NULL;
+    sched *s = calloc(1, sizeof *s);
+    if (!s) return tern_error(TERN_ERR_NO_MEMORY, "out of memory");
+    s->pol = *policy;
+    if (s->pol.priority_levels < 1) s->pol.priority_levels = 1;
+    if (s->pol.priority_levels > SCHED_MAX_LEVELS) s->pol.priority_levels = SCHED_MAX_LEVELS;
+    if (s->pol.default_priority < 1 || s->pol.default_priority > s->pol.priority_levels)
+        s->pol.default_priority = s->pol.priority_levels;
+    if (s->pol.instances < 1) s->pol.instances = 1;
+    if (s->pol.slo_window_s < 1) s->pol.slo_window_s = 60;
+    s->n_out = n_outputs;
+    s->exec = exec;
+    s->ctx = ctx;
+    if (policy->n_preferred > 0) {
+        s->preferred = malloc((size_t)policy->n_preferred * sizeof *s->preferred);
+        if (s->preferred)
+            memcpy(s->preferred, policy->preferred_batch_sizes,
+                   (size_t)policy->n_preferred * sizeof *s->preferred);
+    }
+    s->pol.preferred_batch_sizes = s->preferred;
+    s->stat_cap = (batching(s) ? s->pol.max_batch_size : 1) + 1;
+    if (s->stat_cap > 4097) s->stat_cap = 4097;
+    s->batch_count = calloc((size_t)s->stat_cap, sizeof *s->batch_count);
+    s->batch_ns = calloc((size_t)s->stat_cap, sizeof *s->batch_ns);
+    s->slo = calloc((size_t)s->pol.slo_window_s, sizeof *s->slo);
+    s->workers = calloc((size_t)s->pol.instances, sizeof *s->workers);
+    if ((policy->n_preferred > 0 && !s->preferred) || !s->batch_count || !s->batch_ns ||
+        !s->slo || !s->workers) {
+        sched_free(s);
+        return tern_error(TERN_ERR_NO_MEMORY, "out of memory");
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->slo_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&s->idle_cv, NULL);
+    for (int i = 0; i < s->pol.instances; i++) {
+        worker *w = &s->workers[i];
+        w->s = s;
+        w->index = i;
+        if (pthread_create(&w->th, NULL, worker_main, w) != 0) break;
+        w->started = true;
+        s->n_workers++;
+    }
+    if (s->n_workers == 0) {
+        sched_free(s);
+        return tern_error(TERN_ERR_NO_MEMORY, "cannot start scheduler threads");
+    }
+    *out = s;
+    return NULL;
+}
+
+void sched_cancel_queued(sched *s)
+{
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->cancelled = true;
+    sched_req *list = NULL;
+    for (int l = 0; l < s->pol.priority_levels; l++)
+        while (s->head[l]) {
+            sched_req *r = s->head[l];
+            q_remove(s, r);
+            r->next = list;
+            list = r;
+        }
+    if (s->busy == 0) pthread_cond_broadcast(&s->idle_cv);
+    pthread_mutex_unlock(&s->mu);
+    int64_t now = now_ns();
+    for (sched_req *r = list, *nx; r; r = nx) {
+        nx = r->next;
+        atomic_fetch_add(&s->rejected[REJECT_SHUTDOWN], 1);
+        answer_error(r, 503, REJECT_SHUTDOWN,
+                     tern_error(TERN_ERR_RUNTIME, "server is shutting down"),
+                     now - r->t_enq);
+    }
+}
+
+void sched_wait_idle(sched *s)
+{
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    while (s->n_queued > 0 || s->busy > 0) pthread_cond_wait(&s->idle_cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sched_free(sched *s)
+{
+    if (!s) return;
+    if (s->n_workers > 0) {
+        pthread_mutex_lock(&s->mu);
+        s->stop = true;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        for (int i = 0; i < s->pol.instances; i++) {
+            worker *w = &s->workers[i];
+            if (!w->started) continue;
+            if (pthread_equal(w->th, pthread_self()))
+                pthread_detach(w->th); /* freed from its own done callback */
+            else
+                pthread_join(w->th, NULL);
+        }
+        pthread_mutex_destroy(&s->mu);
+        pthread_mutex_destroy(&s->slo_mu);
+        pthread_cond_destroy(&s->cv);
+        pthread_cond_destroy(&s->idle_cv);
+    }
+    free(s->workers);
+    free(s->preferred);
+    free(s->batch_count);
+    free(s->batch_ns);
+    free(s->slo);
+    free(s);
+}
+
+/* ---- statistics ---------------------------------------------------------- */
+
+static int slo_bucket(int64_t ns)
+{
+    if (ns <= SLO_B0_NS) return 0;
+    int b = (int)ceil(log((double)ns / SLO_B0_NS) / log(SLO_GROWTH));
+    return b >= SLO_NB ? SLO_NB - 1 : b;
+}
+
+static double slo_bound_ns(int b)
+{
+    return SLO_B0_NS * pow(SLO_GROWTH, b);
+}
+
+void sched_record(sched *s, int status, int64_t total_ns)
+{
+    if (!s) return;
+    if (status >= 400 && status < 500 && status != 429) return; /* the client's fault */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t sec = ts.tv_sec;
+    pthread_mutex_lock(&s->slo_mu);
+    slo_slot *sl = &s->slo[sec % s->pol.slo_window_s];
+    if (sl->sec != sec) {
+        memset(sl, 0, sizeof *sl);
+        sl->sec = sec;
+    }
+    sl->total++;
+    if (status == 200) {
+        sl->good++;
+        sl->hist[slo_bucket(total_ns)]++;
+    }
+    pthread_mutex_unlock(&s->slo_mu);
+}
+
+typedef struct slo_view {
+    uint64_t total, good;
+    double p99_ms; /* NAN without successes */
+} slo_view;
+
+static slo_view slo_compute(sched *s)
+{
+    slo_view v = {.p99_ms = NAN};
+    static uint64_t zero[SLO_NB];
+    uint64_t *h = calloc(SLO_NB, sizeof *h);
+    if (!h) h = zero;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t sec = ts.tv_sec;
+    pthread_mutex_lock(&s->slo_mu);
+    for (int i = 0; i < s->pol.slo_window_s; i++) {
+        const slo_slot *sl = &s->slo[i];
+        if (sl->sec == 0 || sl->sec <= sec - s->pol.slo_window_s) continue;
+        v.total += sl->total;
+        v.good += sl->good;
+        if (h != zero)
+            for (int b = 0; b < SLO_NB; b++) h[b] += sl->hist[b];
+    }
+    pthread_mutex_unlock(&s->slo_mu);
+    if (v.good > 0 && h != zero) {
+        uint64_t need = (uint64_t)ceil(0.99 * (double)v.good), acc = 0;
+        for (int b = 0; b < SLO_NB; b++) {
+            acc += h[b];
+            if (acc >= need) {
+                v.p99_ms = slo_bound_ns(b) / 1e6;
+                break;
+            }
+        }
+    }
+    if (h != zero) free(h);
+    return v;
+}
+
+json_t *sched_slo_json(sched *s)
+{
+    slo_view v = slo_compute(s);
+    json_t *o = json_object();
+    bool lat_ok = true, av_ok = true;
+    json_object_set_new(o, "window_s", json_integer(s->pol.slo_window_s));
+    json_object_set_new(o, "requests", json_integer((json_int_t)v.total));
+    json_object_set_new(o, "succeeded", json_integer((json_int_t)v.good));
+    json_object_set_new(o, "latency_p99_ms", s->pol.slo_latency_p99_ms > 0
+                                                 ? json_real(s->pol.slo_latency_p99_ms)
+                                                 : json_null());
+    json_object_set_new(o, "availability", s->pol.slo_availability > 0
+                                               ? json_real(s->pol.slo_availability)
+                                               : json_null());
+    json_object_set_new(o, "observed_latency_p99_ms",
+                        isnan(v.p99_ms) ? json_null() : json_real(v.p99_ms));
+    double av = v.total ? (double)v.good / (double)v.total : NAN;
+    json_object_set_new(o, "observed_availability", isnan(av) ? json_null() : json_real(av));
+    if (s->pol.slo_latency_p99_ms > 0 && !isnan(v.p99_ms))
+        lat_ok = v.p99_ms <= s->pol.slo_latency_p99_ms;
+    if (s->pol.slo_availability > 0 && !isnan(av)) av_ok = av >= s->pol.slo_availability;
+    json_object_set_new(o, "latency_compliant", json_boolean(lat_ok));
+    json_object_set_new(o, "availability_compliant", json_boolean(av_ok));
+    json_object_set_new(o, "compliant", json_boolean(lat_ok && av_ok));
+    return o;
+}
+
+json_t *sched_batch_stats_json(sched *s)
+{
+    json_t *arr = json_array();
+    pthread_mutex_lock(&s->mu);
+    for (int64_t i = 1; i < s->stat_cap; i++) {
+        if (!s->batch_count[i]) continue;
+        json_t *d = json_pack("{s:I,s:I}", "count", (json_int_t)s->batch_count[i], "ns",
+                              (json_int_t)s->batch_ns[i]);
+        json_array_append_new(arr, json_pack("{s:I,s:o}", "batch_size", (json_int_t)i,
+                                              "compute_infer", d));
+    }
+    pthread_mutex_unlock(&s->mu);
+    return arr;
+}
+
+json_t *sched_queue_json(sched *s)
+{
+    json_t *o = json_object();
+    json_t *rej = json_object();
+    for (int r = 1; r < REJECT_N; r++)
+        json_object_set_new(rej, sched_reason_name((sched_reason)r),
+                            json_integer(atomic_load(&s->rejected[r])));
+    pthread_mutex_lock(&s->mu);
+    json_object_set_new(o, "depth", json_integer(s->n_queued));
+    json_object_set_new(o, "running", json_integer(s->busy));
+    json_object_set_new(o, "instances", json_integer(s->n_workers));
+    json_object_set_new(o, "predicted_run_ms",
+                        s->n_runs ? json_real(s->ewma_ns / 1e6) : json_null());
+    json_object_set_new(o, "mean_batch_rows", s->n_runs ? json_real(s->ewma_rows) : json_null());
+    pthread_mutex_unlock(&s->mu);
+    json_object_set_new(o, "rejected", rej);
+    return o;
+}
+
+static void labels(FILE *f, const char *model, int64_t version)
+{
+    /* model names are folder names ([A-Za-z0-9_.-]): nothing to escape */
+    fprintf(f, "model=\"%s\",version=\"%lld\"", model, (long long)version);
+}
+
+void sched_metrics_text(sched *const *ss, const char *const *models, const int64_t *versions,
+                        int n, FILE *f)
+{
+    static const int64_t le[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+    const int nle = (int)(sizeof le / sizeof le[0]);
+    fputs("# HELP tern_batch_size Rows per engine run (dynamic batching).\n"
+          "# TYPE tern_batch_size histogram\n", f);
+    for (int k = 0; k < n; k++) {
+        sched *s = ss[k];
+        pthread_mutex_lock(&s->mu);
+        int64_t cum = 0, sum = 0;
+        int64_t i = 1;
+        for (int b = 0; b < nle; b++) {
+            for (; i < s->stat_cap && i <= le[b]; i++) {
+                cum += s->batch_count[i];
+                sum += i * s->batch_count[i];
+            }
+            fprintf(f, "tern_batch_size_bucket{");
+            labels(f, models[k], versions[k]);
+            fprintf(f, ",le=\"%lld\"} %lld\n", (long long)le[b], (long long)cum);
+        }
+        for (; i < s->stat_cap; i++) {
+            cum += s->batch_count[i];
+            sum += i * s->batch_count[i];
+        }
+        pthread_mutex_unlock(&s->mu);
+        fprintf(f, "tern_batch_size_bucket{");
+        labels(f, models[k], versions[k]);
+        fprintf(f, ",le=\"+Inf\"} %lld\ntern_batch_size_sum{", (long long)cum);
+        labels(f, models[k], versions[k]);
+        fprintf(f, "} %lld\ntern_batch_size_count{", (long long)sum);
+        labels(f, models[k], versions[k]);
+        fprintf(f, "} %lld\n", (long long)cum);
+    }
+    fputs("# HELP tern_rejected_requests_total Requests not computed, by reason.\n"
+          "# TYPE tern_rejected_requests_total counter\n", f);
+    for (int k = 0; k < n; k++)
+        for (int r = 1; r < REJECT_N; r++) {
+            fprintf(f, "tern_rejected_requests_total{");
+            labels(f, models[k], versions[k]);
+            fprintf(f, ",reason=\"%s\"} %lld\n", sched_reason_name((sched_reason)r),
+                    (long long)atomic_load(&ss[k]->rejected[r]));
+        }
+    fputs("# HELP tern_queue_depth Requests waiting in the scheduler's queue.\n"
+          "# TYPE tern_queue_depth gauge\n", f);
+    for (int k = 0; k < n; k++) {
+        pthread_mutex_lock(&ss[k]->mu);
+        int d = ss[k]->n_queued;
+        pthread_mutex_unlock(&ss[k]->mu);
+        fprintf(f, "tern_queue_depth{");
+        labels(f, models[k], versions[k]);
+        fprintf(f, "} %d\n", d);
+    }
+    slo_view *views = calloc((size_t)n + 1, sizeof *views);
+    if (!views) return;
+    for (int k = 0; k < n; k++) views[k] = slo_compute(ss[k]);
+    fputs("# HELP tern_slo_latency_p99_seconds Observed p99 latency over the SLO window.\n"
+          "# TYPE tern_slo_latency_p99_seconds gauge\n", f);
+    for (int k = 0; k < n; k++) {
+        if (isnan(views[k].p99_ms)) continue;
+        fprintf(f, "tern_slo_latency_p99_seconds{");
+        labels(f, models[k], versions[k]);
+        fprintf(f, "} %.6g\n", views[k].p99_ms / 1e3);
+    }
+    fputs("# HELP tern_slo_availability Share of requests answered successfully over the SLO "
+          "window.\n# TYPE tern_slo_availability gauge\n", f);
+    for (int k = 0; k < n; k++) {
+        if (!views[k].total) continue;
+        fprintf(f, "tern_slo_availability{");
+        labels(f, models[k], versions[k]);
+        fprintf(f, "} %.6g\n", (double)views[k].good / (double)views[k].total);
+    }
+    fputs("# HELP tern_slo_compliant 1 when the observed window meets the model's SLO.\n"
+          "# TYPE tern_slo_compliant gauge\n", f);
+    for (int k = 0; k < n; k++) {
+        const sched_policy *p = &ss[k]->pol;
+        if (p->slo_latency_p99_ms <= 0 && p->slo_availability <= 0) continue;
+        bool ok = true;
+        if (p->slo_latency_p99_ms > 0 && !isnan(views[k].p99_ms))
+            ok = ok && views[k].p99_ms <= p->slo_latency_p99_ms;
+        if (p->slo_availability > 0 && views[k].total)
+            ok = ok && (double)views[k].good / (double)views[k].total >= p->slo_availability;
+        fprintf(f, "tern_slo_compliant{");
+        labels(f, models[k], versions[k]);
+        fprintf(f, "} %d\n", ok ? 1 : 0);
+    }
+    free(views);
+}
