@@ -194,6 +194,27 @@ char *store_config_json(model_store *s, const char *model, tern_status **err)
     case POLICY_ALL: json_object_set_new(policy, "all", json_object()); break;
     }
     json_object_set_new(root, "version_policy", policy);
+    if (c->max_batch_size > 1) {
+        /* Triton's names for the dynamic batcher and its queue policy */
+        json_t *pref = json_array();
+        for (int i = 0; i < c->n_preferred; i++)
+            json_array_append_new(pref, json_integer(c->preferred_batch_sizes[i]));
+        json_object_set_new(
+            root, "dynamic_batching",
+            json_pack("{s:o,s:I,s:i,s:i,s:{s:I,s:I}}", "preferred_batch_size", pref,
+                      "max_queue_delay_microseconds", (json_int_t)c->max_queue_delay_us,
+                      "priority_levels", c->priority_levels, "default_priority_level",
+                      c->default_priority_level, "default_queue_policy", "max_queue_size",
+                      (json_int_t)c->max_queue_size, "default_timeout_microseconds",
+                      (json_int_t)c->default_timeout_us));
+    }
+    json_t *slo = json_object();
+    if (c->slo_latency_p99_ms > 0)
+        json_object_set_new(slo, "latency_p99_ms", json_real(c->slo_latency_p99_ms));
+    if (c->slo_availability > 0)
+        json_object_set_new(slo, "availability", json_real(c->slo_availability));
+    json_object_set_new(slo, "window_s", json_integer(c->slo_window_s));
+    json_object_set_new(root, "slo", slo);
     json_object_set_new(root, "input", config_io(v, true));
     json_object_set_new(root, "output", config_io(v, false));
     json_object_set_new(

@@ -64,6 +64,8 @@ def test_delay_batcher_gives_each_client_its_rows(serve, tmp_path):
     (tmp_path / "repo" / "lin" / "config.yaml").write_text(
         "max_batch_size: 32\npreferred_batch_sizes: [8, 16]\nmax_queue_delay_us: 3000\n")
     srv = serve(tmp_path / "repo")
+    db = srv.get("/v2/models/lin/config").json()["dynamic_batching"]
+    assert db["preferred_batch_size"] == [8, 16] and db["max_queue_delay_microseconds"] == 3000
     # every request is one row whose values are its own: the output reveals it
     xs = [rng.standard_normal((1, 64)).astype(np.float32) for _ in range(600)]
     with concurrent.futures.ThreadPoolExecutor(48) as ex:
