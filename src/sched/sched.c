@@ -284,6 +284,44 @@ static void reject(sched *s, sched_result *res, int status, sched_reason why, in
     if (why != REJECT_NONE) atomic_fetch_add(&s->rejected[why], 1);
 }
 
+/* Admission of a request of `rows` rows at `level` with `timeout` us (0:
+ * none), under mu: true, or false with *rej filled. */
+static bool admit(sched *s, int level, int64_t rows, int64_t timeout, int64_t now,
+                  sched_result *rej)
+{
+    if (s->cancelled || s->stop) {
+        reject(s, rej, 503, REJECT_SHUTDOWN, 1, "%s", "the model is shutting down");
+        return false;
+    }
+    double wait = 0, run = 0;
+    if (s->n_runs > 0) predict(s, level, rows, now, &wait, &run);
+    if (s->pol.max_queue_size > 0 && s->n_queued >= s->pol.max_queue_size) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%lld", (long long)s->pol.max_queue_size);
+        reject(s, rej, 429, REJECT_QUEUE_FULL, retry_secs(wait),
+               "the queue is full (max_queue_size %s)", buf);
+        return false;
+    }
+    if (timeout > 0 && s->n_runs > 0 && wait + run > (double)timeout * 1000) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "%.3f ms (%.3f ms queued, %.3f ms to run) exceeds the %.3f ms",
+                 (wait + run) / 1e6, wait / 1e6, run / 1e6, (double)timeout / 1e3);
+        reject(s, rej, 429, REJECT_DEADLINE, retry_secs(wait + run - (double)timeout * 1000),
+               "the deadline cannot be met: the predicted %s timeout", buf);
+        return false;
+    }
+    return true;
+}
+
+bool sched_precheck(sched *s, sched_result *rej)
+{
+    int64_t now = now_ns();
+    pthread_mutex_lock(&s->mu);
+    bool ok = admit(s, s->pol.default_priority - 1, 1, s->pol.default_timeout_us, now, rej);
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
 bool sched_submit(sched *s, sched_req *r, sched_result *rej)
 {
     if (r->priority < 0 || r->priority > s->pol.priority_levels) {
@@ -301,28 +339,8 @@ bool sched_submit(sched *s, sched_req *r, sched_result *rej)
     int64_t timeout = r->timeout_us ? r->timeout_us : s->pol.default_timeout_us;
     r->deadline = timeout > 0 ? now + timeout * 1000 : 0;
     pthread_mutex_lock(&s->mu);
-    if (s->cancelled || s->stop) {
+    if (!admit(s, r->level, weight(r), timeout, now, rej)) {
         pthread_mutex_unlock(&s->mu);
-        reject(s, rej, 503, REJECT_SHUTDOWN, 1, "%s", "the model is shutting down");
-        return false;
-    }
-    double wait = 0, run = 0;
-    if (s->n_runs > 0) predict(s, r->level, weight(r), now, &wait, &run);
-    if (s->pol.max_queue_size > 0 && s->n_queued >= s->pol.max_queue_size) {
-        pthread_mutex_unlock(&s->mu);
-        char buf[64];
-        snprintf(buf, sizeof buf, "%lld", (long long)s->pol.max_queue_size);
-        reject(s, rej, 429, REJECT_QUEUE_FULL, retry_secs(wait),
-               "the queue is full (max_queue_size %s)", buf);
-        return false;
-    }
-    if (r->deadline && s->n_runs > 0 && (double)now + wait + run > (double)r->deadline) {
-        pthread_mutex_unlock(&s->mu);
-        char buf[128];
-        snprintf(buf, sizeof buf, "%.3f ms (%.3f ms queued, %.3f ms to run) exceeds the %.3f ms",
-                 (wait + run) / 1e6, wait / 1e6, run / 1e6, (double)timeout / 1e3);
-        reject(s, rej, 429, REJECT_DEADLINE, retry_secs(wait + run - (double)timeout * 1000),
-               "the deadline cannot be met: the predicted %s timeout", buf);
         return false;
     }
     q_push(s, r);

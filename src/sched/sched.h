@@ -126,6 +126,15 @@ void sched_free(sched *s);
  * 400 a priority out of range. */
 bool sched_submit(sched *s, sched_req *r, sched_result *rej);
 
+/* Admission for a request of one row at the default level and timeout,
+ * before it is decoded: false with *rej filled when even that one would be
+ * refused (queue full, deadline unmeetable, shutting down), so a server
+ * under overload refuses without paying for decoding. A request with more
+ * rows would wait at least as long, so this never refuses one that
+ * sched_submit would admit, provided the request sets neither its own
+ * timeout nor its priority. */
+bool sched_precheck(sched *s, sched_result *rej);
+
 /* Answers every queued request with 503 and rejects later submissions. */
 void sched_cancel_queued(sched *s);
 /* Blocks until nothing is queued or running (call after cancel). */

@@ -311,6 +311,18 @@ static void handle_infer(req *r, const char *model, int64_t version)
             return;
         }
     }
+    /* Overloaded: refuse before paying for the decode, when the request
+     * leaves timeout and priority to the model (the JSON mentions neither;
+     * a string tensor containing the words only costs the shortcut). */
+    size_t jlen = header_len >= 0 ? (size_t)header_len : r->len;
+    if (r->body && !memmem(r->body, jlen, "\"timeout\"", 9) &&
+        !memmem(r->body, jlen, "\"priority\"", 10)) {
+        sched_result rej;
+        if (!sched_precheck(version_sched(r->v), &rej)) {
+            apply_result(r, &rej);
+            return;
+        }
+    }
     kserve_limits lim = {.max_elements = srv->cfg->max_tensor_elements};
     st = kserve_decode_request(r->body ? r->body : "", r->len, header_len, &lim, &r->kr);
     if (st) {
