@@ -26,7 +26,7 @@
 #define SLO_NB 180
 #define SLO_B0_NS 10000.0
 #define SLO_GROWTH 1.1
-#define EWMA_ALPHA 0.2
+#define EWMA_ALPHA 0.1
 
 typedef struct slo_slot {
     int64_t sec;
@@ -60,7 +60,10 @@ struct sched {
     worker *workers;
     int n_workers;
     /* observed runs (under mu) */
-    double ewma_ns, ewma_rows;
+    /* run time against rows: moving averages of rows, ns, rows^2 and
+     * rows*ns give a least-squares line ns = fixed + per_row * rows; dev is
+     * the mean deviation of runs from that line */
+    double m_r, m_n, m_rr, m_rn, fixed_ns, per_row_ns, dev_ns;
     int64_t n_runs;
     /* statistics (under mu): per batch size in rows, index 0 unused */
     int64_t stat_cap;
@@ -227,12 +230,13 @@ static int gather(sched *s, sched_req *head, sched_req **out, int64_t *rows)
 }
 
 /* Predicted nanoseconds of a run of `rows` rows, from the moving averages;
- * 0 before the first run. */
+ * 0 before the first run. Like TCP's retransmission timer it adds twice the
+ * mean deviation, so a run slower than average by the usual spread still
+ * fits: admitting at the margin would turn into 504s. */
 static double est_run_ns(const sched *s, double rows)
 {
     if (s->n_runs == 0) return 0;
-    double scale = s->ewma_rows > 0 && rows > s->ewma_rows ? rows / s->ewma_rows : 1.0;
-    return s->ewma_ns * scale;
+    return s->fixed_ns + s->per_row_ns * rows + 2 * s->dev_ns;
 }
 
 /* Predicted wait until a request of `rows` rows at `level` starts running,
@@ -262,7 +266,7 @@ static void predict(const sched *s, int level, int64_t rows, int64_t now, double
     if (s->busy >= s->n_workers) {
         soonest = INFINITY;
         for (int i = 0; i < s->n_workers; i++) {
-            double left = (double)s->workers[i].run_start + s->ewma_ns - (double)now;
+            double left = (double)s->workers[i].run_start + s->m_n - (double)now;
             soonest = fmin(soonest, fmax(0, left));
         }
         if (!isfinite(soonest)) soonest = 0;
@@ -303,6 +307,7 @@ static bool admit(sched *s, int level, int64_t rows, int64_t timeout, int64_t no
         return false;
     }
     if (timeout > 0 && s->n_runs > 0 && wait + run > (double)timeout * 1000) {
+        /* timeout: what is left of it */
         char buf[128];
         snprintf(buf, sizeof buf, "%.3f ms (%.3f ms queued, %.3f ms to run) exceeds the %.3f ms",
                  (wait + run) / 1e6, wait / 1e6, run / 1e6, (double)timeout / 1e3);
@@ -333,13 +338,16 @@ bool sched_submit(sched *s, sched_req *r, sched_result *rej)
         return false;
     }
     int64_t now = now_ns();
+    int64_t arrived = r->t_arrive > 0 && r->t_arrive <= now ? r->t_arrive : now;
     r->t_enq = now;
     r->rows = req_rows(r);
     r->level = (r->priority ? r->priority : s->pol.default_priority) - 1;
     int64_t timeout = r->timeout_us ? r->timeout_us : s->pol.default_timeout_us;
-    r->deadline = timeout > 0 ? now + timeout * 1000 : 0;
+    r->deadline = timeout > 0 ? arrived + timeout * 1000 : 0;
     pthread_mutex_lock(&s->mu);
-    if (!admit(s, r->level, weight(r), timeout, now, rej)) {
+    int64_t left = timeout > 0 ? timeout - (now - arrived) / 1000 : 0; /* us */
+    if (timeout > 0 && left < 1) left = 1;
+    if (!admit(s, r->level, weight(r), left, now, rej)) {
         pthread_mutex_unlock(&s->mu);
         return false;
     }
@@ -481,9 +489,31 @@ static bool run_batch(sched *s, int inst, sched_req **rs, int n, int64_t total, 
 static void record_run(sched *s, int64_t rows, int64_t ns)
 {
     if (rows < 1) rows = 1;
+    double r = (double)rows, n = (double)ns;
+    if (s->n_runs) {
+        double dev = fabs(n - (s->fixed_ns + s->per_row_ns * r));
+        s->dev_ns += EWMA_ALPHA * (dev - s->dev_ns);
+    }
     double a = s->n_runs ? EWMA_ALPHA : 1.0;
-    s->ewma_ns += a * ((double)ns - s->ewma_ns);
-    s->ewma_rows += a * ((double)rows - s->ewma_rows);
+    s->m_r += a * (r - s->m_r);
+    s->m_n += a * (n - s->m_n);
+    s->m_rr += a * (r * r - s->m_rr);
+    s->m_rn += a * (r * n - s->m_rn);
+    double var = s->m_rr - s->m_r * s->m_r;
+    double slope = var > 0.25 ? (s->m_rn - s->m_r * s->m_n) / var : -1;
+    if (slope >= 0 && s->m_n - slope * s->m_r >= 0) {
+        s->per_row_ns = slope;
+        s->fixed_ns = s->m_n - slope * s->m_r;
+    } else {
+        /* One batch size so far, or a noisy fit: assume the run costs the
+         * same whatever its rows. Optimistic on purpose: a pessimistic guess
+         * (proportional to rows, from batch-1 runs that are all fixed cost)
+         * refuses what would form larger batches, so larger batches are
+         * never seen and never correct it; an optimistic one admits a few
+         * too many, which form the batches that teach the line. */
+        s->per_row_ns = 0;
+        s->fixed_ns = s->m_n;
+    }
     s->n_runs++;
     int64_t i = rows < s->stat_cap ? rows : s->stat_cap - 1;
     s->batch_count[i]++;
@@ -856,9 +886,11 @@ json_t *sched_queue_json(sched *s)
     json_object_set_new(o, "depth", json_integer(s->n_queued));
     json_object_set_new(o, "running", json_integer(s->busy));
     json_object_set_new(o, "instances", json_integer(s->n_workers));
-    json_object_set_new(o, "predicted_run_ms",
-                        s->n_runs ? json_real(s->ewma_ns / 1e6) : json_null());
-    json_object_set_new(o, "mean_batch_rows", s->n_runs ? json_real(s->ewma_rows) : json_null());
+    json_object_set_new(o, "mean_run_ms", s->n_runs ? json_real(s->m_n / 1e6) : json_null());
+    json_object_set_new(o, "mean_batch_rows", s->n_runs ? json_real(s->m_r) : json_null());
+    json_object_set_new(o, "run_ms_fixed", s->n_runs ? json_real(s->fixed_ns / 1e6) : json_null());
+    json_object_set_new(o, "run_ms_per_row",
+                        s->n_runs ? json_real(s->per_row_ns / 1e6) : json_null());
     pthread_mutex_unlock(&s->mu);
     json_object_set_new(o, "rejected", rej);
     return o;

@@ -97,6 +97,8 @@ struct sched_req {
     const tern_tensor *const *inputs;
     int priority;       /* 0: the model's default level */
     int64_t timeout_us; /* 0: the model's default */
+    int64_t t_arrive;   /* CLOCK_MONOTONIC ns the request arrived (its deadline
+                         * counts from there), 0: at submission */
     void (*done)(sched_req *r, sched_result *res);
     /* the scheduler's */
     sched_req *prev, *next;

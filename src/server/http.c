@@ -347,6 +347,7 @@ static void handle_infer(req *r, const char *model, int64_t version)
                         .inputs = (const tern_tensor *const *)r->kr->inputs,
                         .priority = (int)r->kr->priority,
                         .timeout_us = r->kr->timeout_us,
+                        .t_arrive = (int64_t)(r->t_start * 1e9),
                         .done = infer_done};
     /* suspended first: a scheduler thread may answer before submit returns */
     MHD_suspend_connection(r->conn);
