@@ -8,13 +8,142 @@
  * Indices come from the model's user, so every index is normalised (negative
  * counts from the end) and bounds-checked before any element moves; an index
  * out of range fails the node with its value and the valid range. Elements
- * move by size with memcpy, so one path serves every type; only the scatter
- * reductions (add, mul, max, min) look at values, per type.
+ * move by size, so one path serves every type; only the scatter reductions
+ * (add, mul, max, min) look at values, per type.
+ *
+ * The gathers end in one copy, gather_copy(): rows of a byte size picked by
+ * a list of row numbers. Single elements of 4 or 8 bytes (Gather along the
+ * last axis, GatherElements) go through hardware gathers at the AVX2 and
+ * AVX-512 levels (core/cpu.h); short rows move inline in vector-sized
+ * pieces compiled per level, long ones through memcpy. The int32/int64
+ * index check is a branch-free loop compiled per level too.
  */
 #include <string.h>
 
+#include "core/cpu.h"
 #include "ops/gather_select.h"
 #include "ops/shape_layout.h"
+
+/* ---- index checks and copy loops, compiled per instruction set ---------- */
+
+/* out[i] = in[i] normalised against n; *bad set when any is out of range
+ * (the caller then finds which, for the message). Branch-free, so each
+ * level vectorises it. */
+#define NORM_IDX(T)                                                                                \
+    static TERN_INLINE void norm_##T##_impl(const T *in, int64_t *out, int64_t m, int64_t n,       \
+                                            int *bad)                                              \
+    {                                                                                              \
+        int b = 0;                                                                                 \
+        for (int64_t i = 0; i < m; i++) {                                                          \
+            int64_t k = in[i];                                                                     \
+            b |= (k < -n) | (k >= n);                                                              \
+            out[i] = k + (k < 0 ? n : 0);                                                          \
+        }                                                                                          \
+        *bad = b;                                                                                  \
+    }                                                                                              \
+    TERN_MULTI_VOID(norm_##T, (const T *in, int64_t *out, int64_t m, int64_t n, int *bad),         \
+                    (in, out, m, n, bad))
+NORM_IDX(int64_t)
+NORM_IDX(int32_t)
+#undef NORM_IDX
+
+/* Rows of blk bytes: d[k] = row idx[k] of s, k < m. Rows up to ROW_INLINE
+ * bytes move inline in 32-byte pieces (one or two vector moves at each
+ * level), the tail as one overlapping piece; longer rows through memcpy. */
+enum { ROW_INLINE = 1024 };
+static TERN_INLINE void gather_rows_impl(char *d, const char *s, const int64_t *idx, int64_t m,
+                                         int64_t blk)
+{
+    for (int64_t k = 0; k < m; k++, d += blk) {
+        const char *r = s + idx[k] * blk;
+        if (blk > ROW_INLINE) {
+            memcpy(d, r, (size_t)blk);
+        } else if (blk >= 32) {
+            int64_t o = 0;
+            for (; o + 32 <= blk; o += 32) memcpy(d + o, r + o, 32);
+            if (o < blk) memcpy(d + blk - 32, r + blk - 32, 32);
+        } else if (blk >= 16) {
+            memcpy(d, r, 16);
+            memcpy(d + blk - 16, r + blk - 16, 16);
+        } else if (blk >= 8) {
+            memcpy(d, r, 8);
+            memcpy(d + blk - 8, r + blk - 8, 8);
+        } else if (blk >= 4) {
+            memcpy(d, r, 4);
+            memcpy(d + blk - 4, r + blk - 4, 4);
+        } else {
+            for (int64_t o = 0; o < blk; o++) d[o] = r[o];
+        }
+    }
+}
+TERN_MULTI_VOID(gather_rows, (char *d, const char *s, const int64_t *idx, int64_t m, int64_t blk),
+                (d, s, idx, m, blk))
+
+/* Single elements of 4 or 8 bytes (a row of one element): the loop the
+ * generic level runs, and hardware gathers of 64-bit indices above it. */
+static void gather_elems_generic(char *d, const char *s, const int64_t *idx, int64_t m, int64_t esz)
+{
+    if (esz == 4)
+        for (int64_t k = 0; k < m; k++) memcpy(d + k * 4, s + idx[k] * 4, 4);
+    else
+        for (int64_t k = 0; k < m; k++) memcpy(d + k * 8, s + idx[k] * 8, 8);
+}
+
+#ifdef TERN_HAVE_X86_MULTI
+#include <immintrin.h>
+
+static TERN_TARGET_AVX2 void gather_elems_avx2(char *d, const char *s, const int64_t *idx,
+                                               int64_t m, int64_t esz)
+{
+    int64_t k = 0;
+    if (esz == 4)
+        for (; k + 4 <= m; k += 4) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(idx + k));
+            _mm_storeu_si128((__m128i *)(d + k * 4), _mm256_i64gather_epi32((const int *)s, v, 4));
+        }
+    else
+        for (; k + 4 <= m; k += 4) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(idx + k));
+            _mm256_storeu_si256((__m256i *)(d + k * 8),
+                                _mm256_i64gather_epi64((const long long *)s, v, 8));
+        }
+    gather_elems_generic(d + k * esz, s, idx + k, m - k, esz);
+}
+
+static TERN_TARGET_AVX512 void gather_elems_avx512(char *d, const char *s, const int64_t *idx,
+                                                   int64_t m, int64_t esz)
+{
+    int64_t k = 0;
+    if (esz == 4)
+        for (; k + 8 <= m; k += 8) {
+            __m512i v = _mm512_loadu_si512(idx + k);
+            _mm256_storeu_si256((__m256i *)(d + k * 4), _mm512_i64gather_epi32(v, s, 4));
+        }
+    else
+        for (; k + 8 <= m; k += 8) {
+            __m512i v = _mm512_loadu_si512(idx + k);
+            _mm512_storeu_si512(d + k * 8, _mm512_i64gather_epi64(v, s, 8));
+        }
+    gather_elems_avx2(d + k * esz, s, idx + k, m - k, esz);
+}
+#endif
+
+/* d[k] = the blk-byte row idx[k] of s, for k < m (idx already checked). */
+static void gather_copy(char *d, const char *s, const int64_t *idx, int64_t m, int64_t blk)
+{
+    if (blk == 4 || blk == 8) {
+#ifdef TERN_HAVE_X86_MULTI
+        switch (tern_isa()) {
+        case TERN_ISA_AVX512: gather_elems_avx512(d, s, idx, m, blk); return;
+        case TERN_ISA_AVX2: gather_elems_avx2(d, s, idx, m, blk); return;
+        default: break;
+        }
+#endif
+        gather_elems_generic(d, s, idx, m, blk);
+        return;
+    }
+    gather_rows(d, s, idx, m, blk);
+}
 
 /* Reads index tensor t into int64 scratch, each normalised against n. */
 static tern_status *read_indices(op_ctx *c, const tern_tensor *t, int64_t n, int64_t **out)
@@ -23,7 +152,10 @@ static tern_status *read_indices(op_ctx *c, const tern_tensor *t, int64_t n, int
         return op_error(c, "indices must be integers, got %s", tern_dtype_name(t->dtype));
     int64_t *v;
     TERN_TRY(op_scratch(c, (size_t)(t->numel ? t->numel : 1) * sizeof *v, (void **)&v));
-    for (int64_t i = 0; i < t->numel; i++) {
+    int bad = 1; /* other index types: the checking loop below */
+    if (t->dtype == TERN_INT64) norm_int64_t(t->data, v, t->numel, n, &bad);
+    if (t->dtype == TERN_INT32) norm_int32_t(t->data, v, t->numel, n, &bad);
+    for (int64_t i = 0; bad && i < t->numel; i++) {
         int64_t k = op_get_i64(t, i);
         if (k < -n || k >= n)
             return op_error(c, "index %lld is out of range [%lld, %lld)", (long long)k,
@@ -32,15 +164,6 @@ static tern_status *read_indices(op_ctx *c, const tern_tensor *t, int64_t n, int
     }
     *out = v;
     return NULL;
-}
-
-static inline void copy_elem(char *d, const char *s, int64_t bytes)
-{
-    switch (bytes) {
-    case 4: memcpy(d, s, 4); break;
-    case 8: memcpy(d, s, 8); break;
-    default: memcpy(d, s, (size_t)bytes);
-    }
 }
 
 static tern_status *op_gather(op_ctx *c)
@@ -62,11 +185,9 @@ static tern_status *op_gather(op_ctx *c)
     TERN_TRY(op_out(c, 0, x->dtype, r, dims, &y));
     if (y->numel == 0) return NULL;
     int64_t blk = inner * (int64_t)dtype_elem_size(x->dtype);
-    char *d = y->data;
-    for (int64_t o = 0; o < outer; o++) {
-        const char *s = (const char *)x->data + o * n * blk;
-        for (int64_t j = 0; j < ind->numel; j++, d += blk) copy_elem(d, s + idx[j] * blk, blk);
-    }
+    for (int64_t o = 0; o < outer; o++)
+        gather_copy((char *)y->data + o * ind->numel * blk, (const char *)x->data + o * n * blk,
+                    idx, ind->numel, blk);
     return NULL;
 }
 
@@ -117,13 +238,22 @@ static tern_status *op_gather_elements(op_ctx *c)
     tern_tensor *y;
     TERN_TRY(op_out(c, 0, x->dtype, ind->rank, ind->dims, &y));
     if (y->numel == 0) return NULL;
-    shapeop_strides(x->rank, x->dims, xs);
-    int64_t esz = (int64_t)dtype_elem_size(x->dtype), j = 0;
+    /* Row by row of the last dimension: its elements' offsets (from the
+     * row's start in x) are gathered like Gather's single elements. */
+    int r = x->rank;
+    int64_t esz = (int64_t)dtype_elem_size(x->dtype), len = ind->dims[r - 1], *off = NULL;
+    if (axis != r - 1) TERN_TRY(op_scratch(c, (size_t)len * sizeof *off, (void **)&off));
+    shapeop_strides(r, x->dims, xs);
+    int64_t row = 0;
     do {
-        copy_elem((char *)y->data + j * esz,
-                  (const char *)x->data + elem_offset(pos, xs, x->rank, axis, idx[j]) * esz, esz);
-        j++;
-    } while (next_index(pos, ind->dims, ind->rank));
+        const int64_t *ri = idx + row * len;
+        if (off)
+            for (int64_t k = 0; k < len; k++) off[k] = ri[k] * xs[axis] + k;
+        gather_copy((char *)y->data + row * len * esz,
+                    (const char *)x->data + elem_offset(pos, xs, r - 1, axis, 0) * esz,
+                    off ? off : ri, len, esz);
+        row++;
+    } while (next_index(pos, ind->dims, r - 1));
     return NULL;
 }
 
@@ -156,20 +286,22 @@ static tern_status *op_gather_nd(op_ctx *c)
     TERN_TRY(op_out(c, 0, x->dtype, orank, dims, &y));
     if (y->numel == 0) return NULL;
     shapeop_strides(r, x->dims, xs);
-    int64_t esz = (int64_t)dtype_elem_size(x->dtype), bstride = b ? xs[b - 1] : 0, blk = slice * esz;
-    char *d = y->data;
+    /* Every offset is a multiple of slice: count them in slices (rows). */
+    int64_t esz = (int64_t)dtype_elem_size(x->dtype), bstride = b ? xs[b - 1] / slice : 0, *rows;
+    TERN_TRY(op_scratch(c, (size_t)(nb * ntup) * sizeof *rows, (void **)&rows));
     for (int64_t bi = 0; bi < nb; bi++)
-        for (int64_t t = 0; t < ntup; t++, d += blk) {
-            int64_t off = bi * bstride, tup = (bi * ntup + t) * m;
+        for (int64_t t = 0; t < ntup; t++) {
+            int64_t row = bi * bstride, tup = (bi * ntup + t) * m;
             for (int64_t k = 0; k < m; k++) {
                 int64_t v = op_get_i64(ind, tup + k), n = x->dims[b + k];
                 if (v < -n || v >= n)
                     return op_error(c, "index %lld is out of range for dimension %lld of size %lld",
                                     (long long)v, (long long)(b + k), (long long)n);
-                off += (v < 0 ? v + n : v) * xs[b + k];
+                row += (v < 0 ? v + n : v) * (xs[b + k] / slice);
             }
-            memcpy(d, (const char *)x->data + off * esz, (size_t)blk);
+            rows[bi * ntup + t] = row;
         }
+    gather_copy(y->data, x->data, rows, nb * ntup, slice * esz);
     return NULL;
 }
 

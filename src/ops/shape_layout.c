@@ -14,7 +14,8 @@
  *  - tiles: when the source is contiguous along some other dimension p (a
  *    real transpose) and elements are 1, 2, 4 or 8 bytes, (p, last) is
  *    copied in square tiles so both the reads and the writes stay in cache,
- *    4-byte and 8-byte elements through SSE2 register transposes.
+ *    2-, 4- and 8-byte elements through register transposes (SSE2, and
+ *    AVX2 / AVX-512 when tern_isa() allows; transpose_tiles.h).
  * Both split their work over the thread pool by rows or tile rows.
  * Elements are moved with fixed-size memcpy, which compilers turn into plain
  * loads and stores without assuming any alignment of the source.
@@ -23,10 +24,7 @@
 
 #include <string.h>
 
-#ifdef __SSE2__
-#include <emmintrin.h>
-#include <xmmintrin.h>
-#endif
+#include "ops/transpose_tiles.h"
 
 tern_status *shapeop_input(const op_ctx *c, int i, const tern_tensor **t)
 {
@@ -109,6 +107,7 @@ typedef struct copy_job {
     /* tiled path: the contiguous source dimension p, tile edge, tiles along p */
     int p;
     int64_t tile, ntile;
+    ttile_fn tile_fn; /* register transposes for esz (transpose_tiles.h) */
 } copy_job;
 
 /* Rows: one unit is one run of the innermost dimension. */
@@ -135,61 +134,6 @@ static void copy_rows(void *arg, int64_t begin, int64_t end)
     }
 }
 
-/* One tile of a 2-D transpose: d[i * dsp + j] = s[i + j * ssl] for i < ni
- * (the dimension the source walks contiguously) and j < nj (the one the
- * destination walks contiguously), in elements of 4 or 8 bytes. With SSE2
- * (every x86-64) 4x4 (or 2x2) blocks go through registers: four loads, a
- * shuffle, four stores; the scalar loop finishes the edges. */
-static void scalar_tile(char *d, const char *s, int64_t i0, int64_t ni, int64_t j0, int64_t nj,
-                        int64_t dsp, int64_t ssl, int64_t esz)
-{
-#define SCALAR_TILE(N)                                                                             \
-    for (int64_t i = i0; i < ni; i++)                                                              \
-        for (int64_t j = j0; j < nj; j++) memcpy(d + (i * dsp + j) * N, s + (i + j * ssl) * N, N);
-    switch (esz) {
-    case 1: SCALAR_TILE(1) break;
-    case 2: SCALAR_TILE(2) break;
-    case 4: SCALAR_TILE(4) break;
-    default: SCALAR_TILE(8) break;
-    }
-#undef SCALAR_TILE
-}
-
-static void copy_tile(char *d, const char *s, int64_t ni, int64_t nj, int64_t dsp, int64_t ssl,
-                      int64_t esz)
-{
-    int64_t i = 0;
-#ifdef __SSE2__
-    if (esz == 4 || esz == 8) {
-        int64_t v = esz == 4 ? 4 : 2, j;
-        for (; i + v <= ni; i += v) {
-            for (j = 0; j + v <= nj; j += v) {
-                char *dd = d + (i * dsp + j) * esz;
-                const char *ss = s + (i + j * ssl) * esz;
-                if (esz == 4) {
-                    __m128 r0 = _mm_loadu_ps((const float *)ss);
-                    __m128 r1 = _mm_loadu_ps((const float *)(ss + ssl * 4));
-                    __m128 r2 = _mm_loadu_ps((const float *)(ss + ssl * 8));
-                    __m128 r3 = _mm_loadu_ps((const float *)(ss + ssl * 12));
-                    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-                    _mm_storeu_ps((float *)dd, r0);
-                    _mm_storeu_ps((float *)(dd + dsp * 4), r1);
-                    _mm_storeu_ps((float *)(dd + dsp * 8), r2);
-                    _mm_storeu_ps((float *)(dd + dsp * 12), r3);
-                } else {
-                    __m128d r0 = _mm_loadu_pd((const double *)ss);
-                    __m128d r1 = _mm_loadu_pd((const double *)(ss + ssl * 8));
-                    _mm_storeu_pd((double *)dd, _mm_unpacklo_pd(r0, r1));
-                    _mm_storeu_pd((double *)(dd + dsp * 8), _mm_unpackhi_pd(r0, r1));
-                }
-            }
-            scalar_tile(d, s, i, i + v, j, nj, dsp, ssl, esz); /* right edge */
-        }
-    }
-#endif
-    scalar_tile(d, s, i, ni, 0, nj, dsp, ssl, esz); /* bottom edge, or all of it */
-}
-
 /* Tiles: one unit is one band of `tile` indices of dimension p, all the
  * other dimensions but the last fixed. */
 static void copy_tiles(void *arg, int64_t begin, int64_t end)
@@ -211,8 +155,8 @@ static void copy_tiles(void *arg, int64_t begin, int64_t end)
         doff += i0 * dsp;
         for (int64_t j0 = 0; j0 < dl; j0 += j->tile) {
             int64_t nj = dl - j0 < j->tile ? dl - j0 : j->tile;
-            copy_tile(j->dst + (doff + j0) * j->esz, j->src + (soff + j0 * ssl) * j->esz, ni, nj,
-                      dsp, ssl, j->esz);
+            j->tile_fn(j->dst + (doff + j0) * j->esz, j->src + (soff + j0 * ssl) * j->esz, ni, nj,
+                       dsp, ssl);
         }
     }
 }
@@ -250,6 +194,7 @@ void shapeop_copy_strided(op_ctx *c, void *dst, const void *src, size_t esz, int
             if (j.ss[k] == 1 && j.dims[k] >= 4) j.p = k;
     if (j.p >= 0) {
         j.tile = 64;
+        j.tile_fn = ttile_pick(esz);
         j.ntile = (j.dims[j.p] + j.tile - 1) / j.tile;
         int64_t units = total / j.dims[j.p] / j.dims[r - 1] * j.ntile;
         int64_t per_unit = j.tile * j.dims[r - 1];

@@ -87,8 +87,11 @@ def build():
     op("mul_i32", "Mul", ["i", "j"], i * j)
     op("softmax_f64", "Softmax", ["q"], softmax(q, -1), axis=-1)
 
+    layout_cases(feeds, op)
+
     ax13 = nh.from_array(np.array([1, 3], np.int64), "ax13")
-    dt = {np.float32: T.FLOAT, np.float64: T.DOUBLE, np.int32: T.INT32, np.int64: T.INT64}
+    dt = {np.float32: T.FLOAT, np.float64: T.DOUBLE, np.int32: T.INT32, np.int64: T.INT64,
+          np.float16: T.FLOAT16, np.int16: T.INT16, np.uint16: T.UINT16, np.int8: T.INT8}
     g = h.make_graph(
         nodes, "isa",
         [h.make_tensor_value_info(k, dt[v.dtype.type], v.shape) for k, v in feeds.items()],
@@ -97,6 +100,72 @@ def build():
         [ax13])
     m = h.make_model(g, opset_imports=[h.make_opsetid("", 13)])
     return m, feeds, refs
+
+
+def layout_cases(feeds, op):
+    """Transpose (register-transpose tiles of 2, 4 and 8 bytes, their edges)
+    and Gather / GatherElements / GatherND (row copies, single-element
+    gathers, negative indices) on odd shapes and several element types."""
+    g = {
+        "t17": f32(17, 33),
+        "t1": f32(1, 1),
+        "t357": f32(3, 5, 7),
+        "tbig": f32(131, 67),                     # several 64-tiles, 16x16 blocks, edges
+        "tnchw": f32(2, 19, 13, 37),              # NCHW -> NHWC
+        "t64": rng.standard_normal((37, 70)),     # float64
+        "ti64": rng.integers(-2**62, 2**62, (9, 23, 18), dtype=np.int64),
+        "th": f32(45, 29).astype(np.float16),     # 2-byte
+        "ts": rng.integers(-30000, 30000, (19, 8, 41), dtype=np.int16),
+        "tb": rng.integers(-128, 127, (21, 13), dtype=np.int8),
+        "emb": f32(97, 23),                       # rows of 92 bytes
+        "wide": f32(13, 300),                     # rows of 1200 bytes (memcpy)
+        "vec": f32(1001),
+        "vec64": rng.standard_normal(777),
+        "gi": rng.integers(-97, 97, (5, 11), dtype=np.int64),     # negative indices
+        "gv": rng.integers(-1001, 1001, 301, dtype=np.int64),     # inner-1 gathers
+        "gv32": rng.integers(-1001, 1001, (3, 37), dtype=np.int32),
+        "gv7": rng.integers(-777, 777, 29, dtype=np.int64),
+        "gw": rng.integers(-13, 13, 7, dtype=np.int64),
+        "gs": rng.integers(-8, 8, 23, dtype=np.int64),
+        "ge_last": rng.integers(-33, 33, (17, 40), dtype=np.int64),   # along the rows
+        "ge_first": rng.integers(-9, 9, (5, 23, 18), dtype=np.int64),
+        "ge_mid": rng.integers(-23, 23, (9, 4, 11), dtype=np.int64),
+        "gnd": np.stack([rng.integers(-3, 3, (3, 7)), rng.integers(-5, 5, (3, 7))], -1),
+        "gndb": rng.integers(-5, 5, (3, 4, 1), dtype=np.int64),
+    }
+    feeds.update(g)
+    for name, src, perm in [
+        ("tr_17x33", "t17", (1, 0)), ("tr_1x1", "t1", (1, 0)), ("tr_big", "tbig", (1, 0)),
+        ("tr_nhwc", "tnchw", (0, 2, 3, 1)), ("tr_nchw", "tnchw", (0, 3, 1, 2)),
+        ("tr_f64", "t64", (1, 0)), ("tr_i64", "ti64", (2, 0, 1)), ("tr_f16", "th", (1, 0)),
+        ("tr_i16", "ts", (2, 1, 0)), ("tr_i8", "tb", (1, 0)),
+    ] + [(f"tr_357_{''.join(map(str, p))}", "t357", p)
+         for p in [(0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]]:
+        op(name, "Transpose", [src], g[src].transpose(perm), perm=list(perm))
+    take = np.take
+    op("ga_rows", "Gather", ["emb", "gi"], take(g["emb"], g["gi"], axis=0), axis=0)
+    op("ga_wide", "Gather", ["wide", "gw"], take(g["wide"], g["gw"], axis=0), axis=0)
+    op("ga_wide_cols", "Gather", ["wide", "gs"], take(g["wide"], g["gs"], axis=1), axis=1)
+    op("ga_vec", "Gather", ["vec", "gv"], take(g["vec"], g["gv"]), axis=0)
+    op("ga_vec32", "Gather", ["vec", "gv32"], take(g["vec"], g["gv32"]), axis=0)
+    op("ga_vec64", "Gather", ["vec64", "gv7"], take(g["vec64"], g["gv7"]), axis=0)
+    op("ga_last", "Gather", ["emb", "gs"], take(g["emb"], g["gs"], axis=-1), axis=-1)
+    op("ga_i16", "Gather", ["ts", "gs"], take(g["ts"], g["gs"], axis=1), axis=1)
+    op("ga_i8_last", "Gather", ["tb", "gw"], take(g["tb"], g["gw"], axis=1), axis=1)
+    op("ga_f16", "Gather", ["th", "gs"], take(g["th"], g["gs"], axis=0), axis=0)
+    op("ga_i64_last", "Gather", ["ti64", "gs"], take(g["ti64"], g["gs"], axis=2), axis=2)
+    x, gl, gf, gm = g["t17"], g["ge_last"], g["ge_first"], g["ge_mid"]
+    op("elem_last", "GatherElements", ["t17", "ge_last"],
+       np.take_along_axis(x, gl % 33, axis=1), axis=1)
+    x = g["ti64"]
+    op("elem_first", "GatherElements", ["ti64", "ge_first"],
+       np.take_along_axis(x, gf % 9, axis=0), axis=0)
+    op("elem_mid", "GatherElements", ["ti64", "ge_mid"],
+       np.take_along_axis(x[:, :, :11], gm % 23, axis=1), axis=1)
+    x, nd, ndb = g["t357"], g["gnd"], g["gndb"]
+    op("nd", "GatherND", ["t357", "gnd"], x[nd[..., 0] % 3, nd[..., 1] % 5])
+    op("nd_b1", "GatherND", ["t357", "gndb"],
+       np.stack([x[k][ndb[k, :, 0] % 5] for k in range(3)]), batch_dims=1)
 
 
 def run_level(tmp, level, feeds):
