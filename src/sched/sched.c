@@ -318,6 +318,11 @@ static bool admit(sched *s, int level, int64_t rows, int64_t timeout, int64_t no
     return true;
 }
 
+bool sched_has_limits(const sched *s)
+{
+    return s->pol.max_queue_size > 0 || s->pol.default_timeout_us > 0;
+}
+
 bool sched_precheck(sched *s, sched_result *rej)
 {
     int64_t now = now_ns();

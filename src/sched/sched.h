@@ -136,6 +136,9 @@ bool sched_submit(sched *s, sched_req *r, sched_result *rej);
  * sched_submit would admit, provided the request sets neither its own
  * timeout nor its priority. */
 bool sched_precheck(sched *s, sched_result *rej);
+/* Whether sched_precheck can refuse anything: the model has a
+ * max_queue_size or a default timeout (no lock; the policy is fixed). */
+bool sched_has_limits(const sched *s);
 
 /* Answers every queued request with 503 and rejects later submissions. */
 void sched_cancel_queued(sched *s);

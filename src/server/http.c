@@ -315,7 +315,8 @@ static void handle_infer(req *r, const char *model, int64_t version)
      * leaves timeout and priority to the model (the JSON mentions neither;
      * a string tensor containing the words only costs the shortcut). */
     size_t jlen = header_len >= 0 ? (size_t)header_len : r->len;
-    if (r->body && !memmem(r->body, jlen, "\"timeout\"", 9) &&
+    if (r->body && sched_has_limits(version_sched(r->v)) &&
+        !memmem(r->body, jlen, "\"timeout\"", 9) &&
         !memmem(r->body, jlen, "\"priority\"", 10)) {
         sched_result rej;
         if (!sched_precheck(version_sched(r->v), &rej)) {
