@@ -170,7 +170,10 @@ static sched_req *take_expired(sched *s, int64_t now)
 }
 
 /* The request that heads the next batch. */
-static sched_req *pick_head(sched *s)
+/* The request that heads the next batch; *burst_next is what s->burst
+ * becomes if that batch is dispatched (a wait for a fuller batch picks
+ * again, and must not count twice). */
+static sched_req *pick_head(const sched *s, int *burst_next)
 {
     int top = -1;
     for (int l = 0; l < s->pol.priority_levels && top < 0; l++)
@@ -181,15 +184,11 @@ static sched_req *pick_head(sched *s)
     sched_req *lower = NULL;
     for (int l = top + 1; l < s->pol.priority_levels; l++)
         if (s->head[l] && (!lower || s->head[l]->t_enq < lower->t_enq)) lower = s->head[l];
-    if (!lower) {
-        s->burst = 0;
-        return s->head[top];
+    if (!lower || s->burst >= PRIORITY_BURST) {
+        *burst_next = 0;
+        return lower ? lower : s->head[top];
     }
-    if (s->burst >= PRIORITY_BURST) {
-        s->burst = 0;
-        return lower;
-    }
-    s->burst++;
+    *burst_next = s->burst + 1;
     return s->head[top];
 }
 
@@ -605,7 +604,8 @@ static void *worker_main(void *arg)
             s->busy--;
             continue;
         }
-        sched_req *head = pick_head(s);
+        int burst_next = 0;
+        sched_req *head = pick_head(s, &burst_next);
         if (!head) continue;
         int64_t rows = weight(head), wake = 0;
         sched_req **b = batch ? batch : one;
@@ -619,6 +619,7 @@ static void *worker_main(void *arg)
             continue;
         }
         for (int i = 0; i < n; i++) q_remove(s, b[i]);
+        s->burst = burst_next;
         s->busy++;
         w->run_start = now;
         pthread_mutex_unlock(&s->mu);
