@@ -45,9 +45,9 @@
 #include <unistd.h>
 
 #include "cli/bench_http.h"
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/infer_codec.h"
-#include "cli/npy.h"
 #include "core/dtype.h"
 #include "server/kserve.h"
 
@@ -83,14 +83,6 @@ static int usage(FILE *f)
             "  --format table|json|csv  output (default table)\n",
             WINDOWS, DEFAULT_DURATION);
     return f == stderr ? 2 : 0;
-}
-
-static int fail(tern_status *st)
-{
-    fflush(stdout);
-    fprintf(stderr, "tern: error: %s\n", tern_status_message(st));
-    tern_status_free(st);
-    return 1;
 }
 
 /* ---- setup over libcurl ------------------------------------------------ */
@@ -164,10 +156,7 @@ static tern_status *http_call(CURL *c, const char *url, const char *body, size_t
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
     curl_slist_free_all(headers);
-    if (out->no_memory) return tern_error(TERN_ERR_NO_MEMORY, "%s: response too large", url);
-    if (rc != CURLE_OK)
-        return tern_error(TERN_ERR_IO, "%s: %s", url, *errbuf ? errbuf : curl_easy_strerror(rc));
-    return NULL;
+    return cli_curl_result(rc, url, errbuf, out->no_memory);
 }
 
 /* An error for a non-200 answer: "WHAT: HTTP 404: message". */
@@ -751,26 +740,13 @@ static int parse_args(int argc, char **argv, args *a)
                 return 2;
             }
         } else if (!strcmp(s, "--input") && has_val) {
-            char *spec = argv[++i], *eq = strchr(spec, '=');
-            if (!eq || eq == spec || !eq[1]) {
-                fprintf(stderr, "tern: error: --input wants NAME=FILE.npy, got '%s'\n", spec);
-                return 2;
-            }
-            *eq = 0;
-            a->in_names[a->n_in] = spec;
-            tern_status *st = npy_read(eq + 1, &a->ins[a->n_in]);
-            if (st) return fail(tern_error_wrap(st, "input '%s'", spec));
+            int rc = cli_read_input(argv[++i], &a->in_names[a->n_in], &a->ins[a->n_in]);
+            if (rc) return rc;
             a->n_in++;
         } else if (s[0] == '-' || a->model) {
             static const char *const valued[] = {"--url",  "--format", "--concurrency",
                                                  "--rate", "--input",  "--duration"};
-            bool wants = false;
-            for (size_t k = 0; k < sizeof valued / sizeof *valued; k++)
-                wants |= !strcmp(s, valued[k]);
-            if (wants)
-                fprintf(stderr, "tern: error: %s wants a value\n", s);
-            else
-                fprintf(stderr, "tern: error: unexpected argument '%s'\n", s);
+            cli_bad_argument(s, valued, sizeof valued / sizeof *valued);
             return usage(stderr);
         } else {
             a->model = s;
@@ -979,7 +955,7 @@ int cmd_bench(int argc, char **argv)
         goto out;
     }
     tern_status *st = run_bench(&a);
-    rc = st ? fail(st) : 0;
+    rc = st ? cli_fail(st) : 0;
     curl_global_cleanup();
 out:
     for (int i = 0; i < a.n_in; i++) tern_tensor_free(a.ins[i]);

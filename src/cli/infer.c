@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/infer_codec.h"
 #include "cli/npy.h"
@@ -47,14 +48,6 @@ static int usage(FILE *f)
             "  --timeout-secs S       give up after S seconds (default %g; 0: never)\n",
             DEFAULT_TIMEOUT_SECS);
     return f == stderr ? 2 : 0;
-}
-
-static int fail(tern_status *st)
-{
-    fflush(stdout);
-    fprintf(stderr, "tern: error: %s\n", tern_status_message(st));
-    tern_status_free(st);
-    return 1;
 }
 
 /* ---- HTTP -------------------------------------------------------------- */
@@ -170,11 +163,7 @@ static tern_status *http_post(const char *url, const char *body, size_t len, lon
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
     curl_slist_free_all(headers);
     curl_easy_cleanup(c);
-    if (r->no_memory)
-        return tern_error(TERN_ERR_NO_MEMORY, "%s: response too large for memory", url);
-    if (rc != CURLE_OK)
-        return tern_error(TERN_ERR_IO, "%s: %s", url, *errbuf ? errbuf : curl_easy_strerror(rc));
-    return NULL;
+    return cli_curl_result(rc, url, errbuf, r->no_memory);
 }
 
 /* ---- printing ---------------------------------------------------------- */
@@ -277,15 +266,8 @@ static int parse_args(int argc, char **argv, args *a)
         } else if (!strcmp(s, "--binary")) {
             a->binary = true;
         } else if (!strcmp(s, "--input") && has_val) {
-            char *spec = argv[++i], *eq = strchr(spec, '=');
-            if (!eq || eq == spec || !eq[1]) {
-                fprintf(stderr, "tern: error: --input wants NAME=FILE.npy, got '%s'\n", spec);
-                return 2;
-            }
-            *eq = 0;
-            a->in_names[a->n_in] = spec;
-            tern_status *st = npy_read(eq + 1, &a->ins[a->n_in]);
-            if (st) return fail(tern_error_wrap(st, "input '%s'", spec));
+            int rc = cli_read_input(argv[++i], &a->in_names[a->n_in], &a->ins[a->n_in]);
+            if (rc) return rc;
             a->n_in++;
         } else if (!strcmp(s, "--output") && has_val) {
             a->out_names[a->n_out++] = argv[++i];
@@ -314,13 +296,7 @@ static int parse_args(int argc, char **argv, args *a)
         } else if (s[0] == '-' || a->model) {
             static const char *const valued[] = {"--input",   "--output",     "--url",
                                                  "--version", "--output-dir", "--timeout-secs"};
-            bool wants = false;
-            for (size_t k = 0; k < sizeof valued / sizeof *valued; k++)
-                wants |= !strcmp(s, valued[k]);
-            if (wants)
-                fprintf(stderr, "tern: error: %s wants a value\n", s);
-            else
-                fprintf(stderr, "tern: error: unexpected argument '%s'\n", s);
+            cli_bad_argument(s, valued, sizeof valued / sizeof *valued);
             return usage(stderr);
         } else {
             a->model = s;
@@ -376,7 +352,7 @@ static int infer(const args *a)
     }
     rc = 0;
 out:
-    if (st) rc = fail(st);
+    if (st) rc = cli_fail(st);
     infer_response_free(res);
     free(r.body);
     free(url);

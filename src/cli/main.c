@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/npy.h"
 #include "engine/fold.h"
@@ -24,14 +25,6 @@
 #include "tern/engine.h"
 
 #define TERN_VERSION "0.1.0"
-
-static int fail(tern_status *st)
-{
-    fflush(stdout);
-    fprintf(stderr, "tern: error: %s\n", tern_status_message(st));
-    tern_status_free(st);
-    return 1;
-}
 
 static int usage(FILE *f)
 {
@@ -154,7 +147,7 @@ static int print_values(const char *path)
 {
     graph_model *m;
     tern_status *st = load_graph(path, false, &m);
-    if (st) return fail(st);
+    if (st) return cli_fail(st);
     printf("values:\n");
     for (int i = 0; i < m->main->n_values; i++)
         print_type(m->main->values[i].name, &m->main->values[i].type);
@@ -167,7 +160,7 @@ static int print_optimized(const char *path)
 {
     graph_model *m;
     tern_status *st = load_graph(path, true, &m);
-    if (st) return fail(st);
+    if (st) return cli_fail(st);
     const graph *g = m->main;
     printf("optimized: %d -> %d nodes\nrewrites:", m->main_nodes_before, g->n_nodes);
     for (int k = 0; k < GRAPH_PASS_KINDS; k++)
@@ -209,7 +202,7 @@ static int cmd_check(int argc, char **argv)
     const char *path = argv[0];
     Onnx__ModelProto *proto;
     tern_status *st = onnx_read_model_file(path, &proto);
-    if (st) return fail(st);
+    if (st) return cli_fail(st);
     /* a model-only view for opsets and op support, independent of loading */
     graph_model view = {.proto = proto};
     opset_entry opsets[64];
@@ -232,7 +225,7 @@ static int cmd_check(int argc, char **argv)
     int n = 0, unsupported = 0;
     if (!ops) {
         onnx__model_proto__free_unpacked(proto, NULL);
-        return fail(tern_error(TERN_ERR_NO_MEMORY, "out of memory"));
+        return cli_fail(tern_error(TERN_ERR_NO_MEMORY, "out of memory"));
     }
     collect_ops(proto->graph, &view, ops, &n, CAP);
 
@@ -255,7 +248,7 @@ static int cmd_check(int argc, char **argv)
     printf("%d op types, %d unsupported\n", n, unsupported);
     free(ops);
     onnx__model_proto__free_unpacked(proto, NULL);
-    if (st) return fail(st);
+    if (st) return cli_fail(st);
     tern_session_free(s);
     if (values && print_values(path)) return 1;
     if (optimized && print_optimized(path)) return 1;
@@ -315,7 +308,7 @@ static int cmd_run(int argc, char **argv)
             in_names[n_in] = spec;
             tern_status *st = npy_read(eq + 1, &ins[n_in]);
             if (st) {
-                rc = fail(tern_error_wrap(st, "input '%s'", spec));
+                rc = cli_fail(tern_error_wrap(st, "input '%s'", spec));
                 goto out;
             }
             n_in++;
@@ -344,7 +337,7 @@ static int cmd_run(int argc, char **argv)
     tern_options_set_optimize(opt, optimize);
     tern_status *st = tern_session_create(model, opt, &s);
     if (st) {
-        rc = fail(st);
+        rc = cli_fail(st);
         goto out;
     }
     int n_out = tern_session_output_count(s);
@@ -359,7 +352,7 @@ static int cmd_run(int argc, char **argv)
         double t1 = now_ms();
         if (st) {
             free(times);
-            rc = fail(st);
+            rc = cli_fail(st);
             goto out;
         }
         if (r > 0) times[r - 1] = t1 - t0;
@@ -382,7 +375,7 @@ static int cmd_run(int argc, char **argv)
         st = npy_write(path, outs[j]);
         if (st) {
             free(times);
-            rc = fail(st);
+            rc = cli_fail(st);
             goto out;
         }
         const tern_tensor *t = outs[j];
