@@ -45,7 +45,7 @@
 #include <unistd.h>
 
 #include "cli/bench_http.h"
-#include "cli/cli_util.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/infer_codec.h"
 #include "core/dtype.h"

@@ -22,7 +22,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "cli/cli_util.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/infer_codec.h"
 #include "cli/npy.h"

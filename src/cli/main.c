@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/cli_util.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/npy.h"
 #include "engine/fold.h"

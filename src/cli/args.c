@@ -1,5 +1,5 @@
-/* Shared pieces of the tern subcommands, see cli_util.h. */
-#include "cli/cli_util.h"
+/* The conventions every tern subcommand follows, see args.h. */
+#include "cli/args.h"
 
 #include <stdio.h>
 #include <string.h>

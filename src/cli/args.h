@@ -1,10 +1,10 @@
 /*
- * What the tern subcommands share: the one-line error, the argument errors
- * and --input NAME=FILE.npy, and the end of a libcurl transfer (tern infer
- * and tern bench's setup requests).
+ * The conventions every tern subcommand follows: the one-line error, the
+ * argument errors and --input NAME=FILE.npy, and the error of a libcurl
+ * transfer (tern infer and tern bench's setup requests).
  */
-#ifndef TERN_CLI_CLI_UTIL_H
-#define TERN_CLI_CLI_UTIL_H
+#ifndef TERN_CLI_ARGS_H
+#define TERN_CLI_ARGS_H
 
 #include <curl/curl.h>
 #include <stdbool.h>
