@@ -70,6 +70,13 @@ static int64_t weight(const sched_req *r)
     return r->rows >= 1 ? r->rows : 1;
 }
 
+/* Inferences in a request, as Triton counts them: its rows on a batching
+ * model, else 1. */
+static int64_t inferences(const sched *s, const sched_req *r)
+{
+    return batching(s) ? weight(r) : 1;
+}
+
 static void q_push(sched *s, sched_req *r)
 {
     int l = r->level;
@@ -344,11 +351,13 @@ static int64_t run_alone(sched *s, int inst, sched_req *r, int64_t t0)
         free_outputs(outs, s->n_out);
         sched_result res = {.status = status_of_error(st), .error = st,
                             .queue_ns = t0 - r->t_enq, .compute_ns = t1 - t0,
-                            .batch_rows = weight(r), .first_of_batch = true};
+                            .batch_rows = weight(r), .rows = inferences(s, r),
+                            .first_of_batch = true};
         r->done(r, &res);
     } else {
         sched_result res = {.status = 200, .outputs = outs, .queue_ns = t0 - r->t_enq,
                             .compute_ns = t1 - t0, .batch_rows = weight(r),
+                            .rows = inferences(s, r),
                             .first_of_batch = true};
         r->done(r, &res);
     }
@@ -427,6 +436,7 @@ static bool run_batch(sched *s, int inst, sched_req **rs, int n, int64_t total, 
         for (int k = 0; k < n; k++) {
             sched_result res = {.status = 200, .outputs = mine[k], .queue_ns = t0 - rs[k]->t_enq,
                                 .compute_ns = t2 - t1, .batch_rows = total,
+                                .rows = rs[k]->rows,
                                 .first_of_batch = k == 0};
             rs[k]->done(rs[k], &res);
         }

@@ -86,6 +86,8 @@ typedef struct sched_result {
     int64_t queue_ns;      /* submit to start of the engine run */
     int64_t compute_ns;    /* the engine run (shared by the batch) */
     int64_t batch_rows;    /* rows of the run this request was part of */
+    int64_t rows;          /* the request's own inferences: its rows on a batching
+                            * model, else 1 (Triton's inference_count) */
     bool first_of_batch;   /* exactly one request of each run has it */
 } sched_result;
 

@@ -175,12 +175,12 @@ static void count_request(req *r, const sched_result *res)
     version_stats *vs = version_stats_of(r->v);
     bool computed = res->reason == REJECT_NONE;
     if (computed) {
-        atomic_fetch_add(&vs->inference_count, 1);
-        if (res->first_of_batch) {
-            atomic_fetch_add(&vs->execution_count, 1);
-            atomic_fetch_add(&vs->compute_count, 1);
-            atomic_fetch_add(&vs->compute_ns, res->compute_ns);
-        }
+        /* Triton's: inferences are rows, executions runs; queue and compute
+         * count requests, each with the duration of the run it shared */
+        atomic_fetch_add(&vs->inference_count, res->rows);
+        if (res->first_of_batch) atomic_fetch_add(&vs->execution_count, 1);
+        atomic_fetch_add(&vs->compute_count, 1);
+        atomic_fetch_add(&vs->compute_ns, res->compute_ns);
         atomic_fetch_add(&vs->queue_count, 1);
         atomic_fetch_add(&vs->queue_ns, res->queue_ns);
     }
