@@ -60,6 +60,7 @@
 #include "engine/exec.h"
 #include "engine/fold.h"
 #include "onnx/reader.h"
+#include "timing.h"
 
 #define BUDGET 0.25 /* seconds of timed runs per case and thread count */
 #define MAX_RUNS 4000
@@ -91,25 +92,6 @@ static const bcase cases[] = {
     {K_SIGM, 4, {1, 64, 56, 56}}, {K_SIGM, 3, {32, 128, 256}},    {K_ADD, 2, {64, 1024}},
     {K_ADD, 4, {1, 64, 56, 56}},  {K_ADD, 3, {32, 128, 256}},     {K_BN, 4, {1, 64, 56, 56}},
 };
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 static uint64_t seed = 88172645463325252ull;
 

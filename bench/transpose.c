@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "tern/engine.h"
+#include "timing.h"
 
 /* ---- a little protobuf ----------------------------------------------------- */
 
@@ -119,23 +120,6 @@ static buf model(const char *op, int dt, int rank, const int64_t *dims, int iran
 }
 
 /* ---- timing ------------------------------------------------------------- */
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 static void check(tern_status *st)
 {
