@@ -298,10 +298,19 @@ bool sched_submit(sched *s, sched_req *r, sched_result *rej)
         rej->error = tern_error(TERN_ERR_INVALID_ARGUMENT, "parameters.priority: must be %s", buf);
         return false;
     }
+    r->rows = req_rows(r);
+    if (batching(s) && r->rows > s->pol.max_batch_size) {
+        /* Triton refuses it too: the model promised no more rows per run */
+        *rej = (sched_result){.status = 400};
+        rej->error = tern_error(TERN_ERR_INVALID_ARGUMENT,
+                                "inputs: batch of %lld rows is over the model's max_batch_size "
+                                "%lld",
+                                (long long)r->rows, (long long)s->pol.max_batch_size);
+        return false;
+    }
     int64_t now = now_ns();
     int64_t arrived = r->t_arrive > 0 && r->t_arrive <= now ? r->t_arrive : now;
     r->t_enq = now;
-    r->rows = req_rows(r);
     r->level = (r->priority ? r->priority : s->pol.default_priority) - 1;
     int64_t timeout = r->timeout_us ? r->timeout_us : s->pol.default_timeout_us;
     r->deadline = timeout > 0 ? arrived + timeout * 1000 : 0;

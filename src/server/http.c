@@ -173,7 +173,7 @@ static metrics_outcome outcome_of(unsigned status)
 static void count_request(req *r, const sched_result *res)
 {
     version_stats *vs = version_stats_of(r->v);
-    bool computed = res->reason == REJECT_NONE;
+    bool computed = res->status == 200; /* Triton counts failures only in "fail" */
     if (computed) {
         /* Triton's: inferences are rows, executions runs; queue and compute
          * count requests, each with the duration of the run it shared */

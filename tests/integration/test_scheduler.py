@@ -82,6 +82,9 @@ def test_delay_batcher_gives_each_client_its_rows(serve, tmp_path):
     assert sum(sizes.values()) == s["execution_count"]
     assert max(sizes) > 1, f"no batch larger than 1: {sizes}"
     assert max(sizes) <= 32
+    # a request of more rows than max_batch_size is refused, as Triton does
+    r = srv.infer("lin", body(rng.standard_normal((40, 64)).astype(np.float32)))
+    assert r.status_code == 400 and "max_batch_size 32" in r.json()["error"], r.text
     # the batch-size histogram in /metrics agrees with the statistics
     assert metric(srv, "tern_batch_size_count", model="lin") == s["execution_count"]
     assert metric(srv, "tern_batch_size_sum", model="lin") == 600
