@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import requests
+from onnx import TensorProto, helper, numpy_helper
 
 from conftest import SLOW, make_tagged_repo, steps_for, wait_for
 from servemodels import save
@@ -88,6 +89,39 @@ def test_delay_batcher_gives_each_client_its_rows(serve, tmp_path):
     # the batch-size histogram in /metrics agrees with the statistics
     assert metric(srv, "tern_batch_size_count", model="lin") == s["execution_count"]
     assert metric(srv, "tern_batch_size_sum", model="lin") == 600
+    srv.assert_clean()
+
+
+def rowsum_model():
+    """x FP32 [N, M] (M dynamic) -> y [N, 1], the sum of each row."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "M"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    g = helper.make_graph([helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=1)],
+                          "rowsum", [x], [y], [axes])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_shapes_that_differ_beyond_the_batch_dim_never_share_a_batch(serve, tmp_path):
+    (tmp_path / "repo" / "rowsum" / "1").mkdir(parents=True)
+    save(rowsum_model(), str(tmp_path / "repo" / "rowsum" / "1" / "model.onnx"))
+    (tmp_path / "repo" / "rowsum" / "config.yaml").write_text(
+        "max_batch_size: 16\nmax_queue_delay_us: 3000\n")
+    srv = serve(tmp_path / "repo")
+    rng = np.random.default_rng(12)
+    # rows of 3 and of 5 values interleaved: concatenating them would be
+    # wrong sums (or, in the ASan build, an overflow)
+    xs = [rng.standard_normal((1, 3 + 2 * (i % 2))).astype(np.float32) for i in range(300)]
+    with concurrent.futures.ThreadPoolExecutor(32) as ex:
+        rs = list(ex.map(lambda x: srv.infer("rowsum", body(x)), xs))
+    for x, r in zip(xs, rs):
+        assert r.status_code == 200, r.text
+        out = r.json()["outputs"][0]
+        assert out["shape"] == [1, 1]
+        np.testing.assert_allclose(out["data"][0], x.sum(), rtol=1e-5, atol=1e-5)
+    sizes = {d["batch_size"]: d["compute_infer"]["count"]
+             for d in model_stats(srv, "rowsum")["batch_stats"]}
+    assert max(sizes) > 1, f"nothing was batched: {sizes}"
     srv.assert_clean()
 
 
