@@ -613,6 +613,23 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+void sched_expire(sched *s)
+{
+    if (!s) return;
+    int64_t now = now_ns();
+    pthread_mutex_lock(&s->mu);
+    /* with an instance free, its thread sees the queue soon enough */
+    sched_req *list = s->n_queued && s->busy >= s->n_workers ? take_expired(s, now) : NULL;
+    if (list) s->busy++; /* not idle while answering (sched_wait_idle) */
+    pthread_mutex_unlock(&s->mu);
+    if (!list) return;
+    answer_expired(s, list, now);
+    pthread_mutex_lock(&s->mu);
+    s->busy--;
+    if (s->n_queued == 0 && s->busy == 0) pthread_cond_broadcast(&s->idle_cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* ---- life ---------------------------------------------------------------- */
 
 tern_status *sched_create(const sched_policy *policy, int n_outputs, sched_exec_fn exec, void *ctx,

@@ -16,8 +16,8 @@
  *
  * Deadlines: a request carries a timeout (its `timeout` parameter in
  * microseconds, else the model's default_timeout_us, else none). A request
- * whose deadline passes while queued is answered 504 when a thread next
- * looks at the queue and is never computed. Admission control predicts the
+ * whose deadline passes while queued is answered 504 (within a few
+ * milliseconds, see sched_expire) and is never computed. Admission control predicts the
  * wait at submission from the observed batch compute times (moving
  * averages) and the rows queued ahead, and rejects at once (429 with
  * Retry-After) when the deadline cannot be met, as it does when the queue
@@ -141,6 +141,12 @@ bool sched_precheck(sched *s, sched_result *rej);
 /* Whether sched_precheck can refuse anything: the model has a
  * max_queue_size or a default timeout (no lock; the policy is fixed). */
 bool sched_has_limits(const sched *s);
+
+/* Answers 504 at once for the queued requests whose deadline has passed,
+ * when every instance is busy (a free instance's thread does it whenever it
+ * looks at the queue). Called every few milliseconds by the server, so an
+ * expired request does not wait for a long run to finish to hear so. */
+void sched_expire(sched *s);
 
 /* Answers every queued request with 503 and rejects later submissions. */
 void sched_cancel_queued(sched *s);

@@ -941,6 +941,17 @@ void store_cancel_queued(model_store *s)
     store_foreach_version(s, cancel_one, NULL);
 }
 
+static void expire_one(model_version *v, void *arg)
+{
+    (void)arg;
+    sched_expire(v->sched);
+}
+
+void store_expire_queued(model_store *s)
+{
+    store_foreach_version(s, expire_one, NULL);
+}
+
 static void idle_one(model_version *v, void *arg)
 {
     (void)arg;

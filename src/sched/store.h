@@ -101,6 +101,8 @@ typedef struct model_store model_store;
  * with 503 and refuses new ones; then wait until no run is under way. */
 void store_cancel_queued(model_store *s);
 void store_wait_idle(model_store *s);
+/* sched_expire on every loaded version. */
+void store_expire_queued(model_store *s);
 /* Appends the schedulers' Prometheus metrics (sched_metrics_text). */
 void store_metrics_text(model_store *s, FILE *f);
 

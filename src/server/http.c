@@ -705,8 +705,13 @@ static void notify_conn(void *cls, struct MHD_Connection *conn, void **socket_ct
 static void *reaper(void *arg)
 {
     tern_server *srv = arg;
-    while (!atomic_load(&srv->stopping)) {
-        usleep(200000);
+    for (unsigned tick = 1; !atomic_load(&srv->stopping); tick++) {
+        /* every 5 ms: queued requests past their deadline get their 504 now
+         * rather than when a busy instance frees up */
+        usleep(5000);
+        store_expire_queued(srv->store);
+        if (tick % 40) continue;
+        /* every 200 ms: connections whose headers are late */
         double now = now_s();
         pthread_mutex_lock(&srv->conns_mu);
         for (conn_track *t = srv->conns.next; t != &srv->conns; t = t->next)
@@ -816,6 +821,10 @@ void server_free(tern_server *srv, int drain_secs)
         /* the runs under way finish and resume their connections */
         store_wait_idle(srv->store);
     }
+    /* the reaper answers expired requests: it must be gone before MHD is */
+    atomic_store(&srv->stopping, true);
+    if (srv->reaper_started) pthread_join(srv->reaper, NULL);
+    srv->reaper_started = false;
     if (srv->mhd) {
         /* give resumed connections a moment to send their responses */
         double until = now_s() + 1.0;
@@ -823,8 +832,6 @@ void server_free(tern_server *srv, int drain_secs)
         MHD_stop_daemon(srv->mhd);
         if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
     }
-    atomic_store(&srv->stopping, true);
-    if (srv->reaper_started) pthread_join(srv->reaper, NULL);
     pthread_mutex_destroy(&srv->conns_mu);
     store_free(srv->store);
     metrics_shutdown();

@@ -138,9 +138,11 @@ def test_expired_deadline_504_then_admission_429(serve, tmp_path):
     ta.join()
     tb.join()
     assert res["A"][:2] == (200, 2.0)
-    status, err, _, _ = res["B"]
+    status, err, _, t_b = res["B"]
     assert status == 504, err
     assert "deadline passed" in err
+    # answered at its deadline, not when the 400 ms run in front of it ended
+    assert t_b + 0.1 < res["A"][3], "the 504 waited for the run in front of it"
     s = model_stats(srv, "slow")
     assert s["execution_count"] == 1, "the expired request was computed"
     assert s["queue"]["rejected"]["timeout"] == 1
