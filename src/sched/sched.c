@@ -126,7 +126,6 @@ static sched_req *take_expired(sched *s, int64_t now)
     return out;
 }
 
-/* The request that heads the next batch. */
 /* The request that heads the next batch; *burst_next is what s->burst
  * becomes if that batch is dispatched (a wait for a fuller batch picks
  * again, and must not count twice). */
@@ -237,10 +236,9 @@ static int retry_secs(double ns)
 }
 
 static void reject(sched *s, sched_result *res, int status, sched_reason why, int retry,
-                   const char *fmt, const char *detail)
+                   tern_status *err)
 {
-    *res = (sched_result){.status = status, .reason = why, .retry_after_s = retry};
-    res->error = tern_error(TERN_ERR_RUNTIME, fmt, detail);
+    *res = (sched_result){.status = status, .reason = why, .retry_after_s = retry, .error = err};
     if (why != REJECT_NONE) atomic_fetch_add(&s->rejected[why], 1);
 }
 
@@ -250,25 +248,25 @@ static bool admit(sched *s, int level, int64_t rows, int64_t timeout, int64_t no
                   sched_result *rej)
 {
     if (s->cancelled || s->stop) {
-        reject(s, rej, 503, REJECT_SHUTDOWN, 1, "%s", "the model is shutting down");
+        reject(s, rej, 503, REJECT_SHUTDOWN, 1,
+               tern_error(TERN_ERR_RUNTIME, "the model is shutting down"));
         return false;
     }
     double wait = 0, run = 0;
     if (s->n_runs > 0) predict(s, level, rows, now, &wait, &run);
     if (s->pol.max_queue_size > 0 && s->n_queued >= s->pol.max_queue_size) {
-        char buf[64];
-        snprintf(buf, sizeof buf, "%lld", (long long)s->pol.max_queue_size);
         reject(s, rej, 429, REJECT_QUEUE_FULL, retry_secs(wait),
-               "the queue is full (max_queue_size %s)", buf);
+               tern_error(TERN_ERR_RUNTIME, "the queue is full (max_queue_size %lld)",
+                          (long long)s->pol.max_queue_size));
         return false;
     }
     if (timeout > 0 && s->n_runs > 0 && wait + run > (double)timeout * 1000) {
         /* timeout: what is left of it */
-        char buf[128];
-        snprintf(buf, sizeof buf, "%.3f ms (%.3f ms queued, %.3f ms to run) exceeds the %.3f ms",
-                 (wait + run) / 1e6, wait / 1e6, run / 1e6, (double)timeout / 1e3);
         reject(s, rej, 429, REJECT_DEADLINE, retry_secs(wait + run - (double)timeout * 1000),
-               "the deadline cannot be met: the predicted %s timeout", buf);
+               tern_error(TERN_ERR_RUNTIME,
+                          "the deadline cannot be met: the predicted %.3f ms (%.3f ms queued, "
+                          "%.3f ms to run) exceeds the %.3f ms timeout",
+                          (wait + run) / 1e6, wait / 1e6, run / 1e6, (double)timeout / 1e3));
         return false;
     }
     return true;
@@ -291,21 +289,20 @@ bool sched_precheck(sched *s, sched_result *rej)
 bool sched_submit(sched *s, sched_req *r, sched_result *rej)
 {
     if (r->priority < 0 || r->priority > s->pol.priority_levels) {
-        char buf[96];
-        snprintf(buf, sizeof buf, "between 1 and %d (0 or absent: the model's default %d)",
-                 s->pol.priority_levels, s->pol.default_priority);
-        *rej = (sched_result){.status = 400};
-        rej->error = tern_error(TERN_ERR_INVALID_ARGUMENT, "parameters.priority: must be %s", buf);
+        reject(s, rej, 400, REJECT_NONE, 0,
+               tern_error(TERN_ERR_INVALID_ARGUMENT,
+                          "parameters.priority: must be between 1 and %d (0 or absent: the "
+                          "model's default %d)",
+                          s->pol.priority_levels, s->pol.default_priority));
         return false;
     }
     r->rows = req_rows(r);
     if (batching(s) && r->rows > s->pol.max_batch_size) {
         /* Triton refuses it too: the model promised no more rows per run */
-        *rej = (sched_result){.status = 400};
-        rej->error = tern_error(TERN_ERR_INVALID_ARGUMENT,
-                                "inputs: batch of %lld rows is over the model's max_batch_size "
-                                "%lld",
-                                (long long)r->rows, (long long)s->pol.max_batch_size);
+        reject(s, rej, 400, REJECT_NONE, 0,
+               tern_error(TERN_ERR_INVALID_ARGUMENT,
+                          "inputs: batch of %lld rows is over the model's max_batch_size %lld",
+                          (long long)r->rows, (long long)s->pol.max_batch_size));
         return false;
     }
     int64_t now = now_ns();
@@ -358,18 +355,13 @@ static int64_t run_alone(sched *s, int inst, sched_req *r, int64_t t0)
     int64_t t1 = now_ns();
     if (st) {
         free_outputs(outs, s->n_out);
-        sched_result res = {.status = status_of_error(st), .error = st,
-                            .queue_ns = t0 - r->t_enq, .compute_ns = t1 - t0,
-                            .batch_rows = weight(r), .rows = inferences(s, r),
-                            .first_of_batch = true};
-        r->done(r, &res);
-    } else {
-        sched_result res = {.status = 200, .outputs = outs, .queue_ns = t0 - r->t_enq,
-                            .compute_ns = t1 - t0, .batch_rows = weight(r),
-                            .rows = inferences(s, r),
-                            .first_of_batch = true};
-        r->done(r, &res);
+        outs = NULL;
     }
+    sched_result res = {.status = st ? status_of_error(st) : 200, .error = st, .outputs = outs,
+                        .queue_ns = t0 - r->t_enq, .compute_ns = t1 - t0,
+                        .batch_rows = weight(r), .rows = inferences(s, r),
+                        .first_of_batch = true};
+    r->done(r, &res);
     return t1 - t0;
 }
 

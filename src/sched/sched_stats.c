@@ -46,17 +46,19 @@ void sched_record(sched *s, int status, int64_t total_ns)
     pthread_mutex_unlock(&s->slo_mu);
 }
 
+/* The SLO window merged: counts, observed p99 and availability, and how
+ * they compare with the model's objectives (met when there is none, or no
+ * request to judge by). */
 typedef struct slo_view {
     uint64_t total, good;
-    double p99_ms; /* NAN without successes */
+    double p99_ms, availability; /* NAN without requests to judge by */
+    bool latency_ok, availability_ok;
 } slo_view;
 
 static slo_view slo_compute(sched *s)
 {
-    slo_view v = {.p99_ms = NAN};
-    static uint64_t zero[SLO_NB];
-    uint64_t *h = calloc(SLO_NB, sizeof *h);
-    if (!h) h = zero;
+    slo_view v = {.p99_ms = NAN, .availability = NAN};
+    uint64_t h[SLO_NB] = {0};
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     int64_t sec = ts.tv_sec;
@@ -66,48 +68,41 @@ static slo_view slo_compute(sched *s)
         if (sl->sec == 0 || sl->sec <= sec - s->pol.slo_window_s) continue;
         v.total += sl->total;
         v.good += sl->good;
-        if (h != zero)
-            for (int b = 0; b < SLO_NB; b++) h[b] += sl->hist[b];
+        for (int b = 0; b < SLO_NB; b++) h[b] += sl->hist[b];
     }
     pthread_mutex_unlock(&s->slo_mu);
-    if (v.good > 0 && h != zero) {
+    if (v.good > 0) {
         uint64_t need = (uint64_t)ceil(0.99 * (double)v.good), acc = 0;
-        for (int b = 0; b < SLO_NB; b++) {
-            acc += h[b];
-            if (acc >= need) {
-                v.p99_ms = slo_bound_ns(b) / 1e6;
-                break;
-            }
-        }
+        for (int b = 0; b < SLO_NB && isnan(v.p99_ms); b++)
+            if ((acc += h[b]) >= need) v.p99_ms = slo_bound_ns(b) / 1e6;
     }
-    if (h != zero) free(h);
+    if (v.total) v.availability = (double)v.good / (double)v.total;
+    const sched_policy *p = &s->pol;
+    v.latency_ok = !(p->slo_latency_p99_ms > 0 && v.p99_ms > p->slo_latency_p99_ms);
+    v.availability_ok = !(p->slo_availability > 0 && v.availability < p->slo_availability);
     return v;
+}
+
+static json_t *real_or_null(double x)
+{
+    return isnan(x) || x <= 0 ? json_null() : json_real(x);
 }
 
 json_t *sched_slo_json(sched *s)
 {
     slo_view v = slo_compute(s);
     json_t *o = json_object();
-    bool lat_ok = true, av_ok = true;
     json_object_set_new(o, "window_s", json_integer(s->pol.slo_window_s));
     json_object_set_new(o, "requests", json_integer((json_int_t)v.total));
     json_object_set_new(o, "succeeded", json_integer((json_int_t)v.good));
-    json_object_set_new(o, "latency_p99_ms", s->pol.slo_latency_p99_ms > 0
-                                                 ? json_real(s->pol.slo_latency_p99_ms)
-                                                 : json_null());
-    json_object_set_new(o, "availability", s->pol.slo_availability > 0
-                                               ? json_real(s->pol.slo_availability)
-                                               : json_null());
-    json_object_set_new(o, "observed_latency_p99_ms",
-                        isnan(v.p99_ms) ? json_null() : json_real(v.p99_ms));
-    double av = v.total ? (double)v.good / (double)v.total : NAN;
-    json_object_set_new(o, "observed_availability", isnan(av) ? json_null() : json_real(av));
-    if (s->pol.slo_latency_p99_ms > 0 && !isnan(v.p99_ms))
-        lat_ok = v.p99_ms <= s->pol.slo_latency_p99_ms;
-    if (s->pol.slo_availability > 0 && !isnan(av)) av_ok = av >= s->pol.slo_availability;
-    json_object_set_new(o, "latency_compliant", json_boolean(lat_ok));
-    json_object_set_new(o, "availability_compliant", json_boolean(av_ok));
-    json_object_set_new(o, "compliant", json_boolean(lat_ok && av_ok));
+    json_object_set_new(o, "latency_p99_ms", real_or_null(s->pol.slo_latency_p99_ms));
+    json_object_set_new(o, "availability", real_or_null(s->pol.slo_availability));
+    json_object_set_new(o, "observed_latency_p99_ms", real_or_null(v.p99_ms));
+    json_object_set_new(o, "observed_availability",
+                        isnan(v.availability) ? json_null() : json_real(v.availability));
+    json_object_set_new(o, "latency_compliant", json_boolean(v.latency_ok));
+    json_object_set_new(o, "availability_compliant", json_boolean(v.availability_ok));
+    json_object_set_new(o, "compliant", json_boolean(v.latency_ok && v.availability_ok));
     return o;
 }
 
@@ -220,24 +215,19 @@ void sched_metrics_text(sched *const *ss, const char *const *models, const int64
     fputs("# HELP tern_slo_availability Share of requests answered successfully over the SLO "
           "window.\n# TYPE tern_slo_availability gauge\n", f);
     for (int k = 0; k < n; k++) {
-        if (!views[k].total) continue;
+        if (isnan(views[k].availability)) continue;
         fprintf(f, "tern_slo_availability{");
         labels(f, models[k], versions[k]);
-        fprintf(f, "} %.6g\n", (double)views[k].good / (double)views[k].total);
+        fprintf(f, "} %.6g\n", views[k].availability);
     }
     fputs("# HELP tern_slo_compliant 1 when the observed window meets the model's SLO.\n"
           "# TYPE tern_slo_compliant gauge\n", f);
     for (int k = 0; k < n; k++) {
         const sched_policy *p = &ss[k]->pol;
         if (p->slo_latency_p99_ms <= 0 && p->slo_availability <= 0) continue;
-        bool ok = true;
-        if (p->slo_latency_p99_ms > 0 && !isnan(views[k].p99_ms))
-            ok = ok && views[k].p99_ms <= p->slo_latency_p99_ms;
-        if (p->slo_availability > 0 && views[k].total)
-            ok = ok && (double)views[k].good / (double)views[k].total >= p->slo_availability;
         fprintf(f, "tern_slo_compliant{");
         labels(f, models[k], versions[k]);
-        fprintf(f, "} %d\n", ok ? 1 : 0);
+        fprintf(f, "} %d\n", views[k].latency_ok && views[k].availability_ok);
     }
     free(views);
 }
