@@ -545,8 +545,7 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     sched *s = w->s;
-    sched_req *one[1];
-    sched_req **batch = malloc(BATCH_MAX_REQS * sizeof *batch);
+    sched_req *b[BATCH_MAX_REQS]; /* the batch being formed, 8 KB */
     pthread_mutex_lock(&s->mu);
     for (;;) {
         if (s->n_queued == 0) {
@@ -568,11 +567,8 @@ static void *worker_main(void *arg)
         int burst_next = 0;
         sched_req *head = pick_head(s, &burst_next);
         if (!head) continue;
-        int64_t rows = weight(head), wake = 0;
-        sched_req **b = batch ? batch : one;
-        int n = 1;
-        one[0] = head;
-        if (batch) n = gather(s, head, b, &rows);
+        int64_t rows = 0, wake = 0;
+        int n = gather(s, head, b, &rows);
         if (!ready_to_go(s, b, &n, &rows, now, &wake)) {
             /* the condition variable runs on CLOCK_MONOTONIC (sched_create) */
             struct timespec ts = {.tv_sec = wake / 1000000000, .tv_nsec = wake % 1000000000};
@@ -601,7 +597,6 @@ static void *worker_main(void *arg)
     }
     if (s->busy == 0) pthread_cond_broadcast(&s->idle_cv);
     pthread_mutex_unlock(&s->mu);
-    free(batch);
     return NULL;
 }
 
