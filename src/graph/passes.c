@@ -39,9 +39,7 @@ bool pass_is(const graph_node *n, const char *op_type)
 
 const op_attr *pass_attr(const graph_node *n, const char *name)
 {
-    for (int i = 0; i < n->op.n_attrs; i++)
-        if (strcmp(n->op.attrs[i].name, name) == 0) return &n->op.attrs[i];
-    return NULL;
+    return op_node_attr(&n->op, name);
 }
 
 int64_t pass_attr_int(const graph_node *n, const char *name, int64_t dflt)

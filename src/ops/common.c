@@ -5,11 +5,16 @@
 
 #include "ops/op.h"
 
+const op_attr *op_node_attr(const op_node *n, const char *name)
+{
+    for (int i = 0; i < n->n_attrs; i++)
+        if (strcmp(n->attrs[i].name, name) == 0) return &n->attrs[i];
+    return NULL;
+}
+
 const op_attr *op_attr_get(const op_ctx *c, const char *name)
 {
-    for (int i = 0; i < c->node->n_attrs; i++)
-        if (strcmp(c->node->attrs[i].name, name) == 0) return &c->node->attrs[i];
-    return NULL;
+    return op_node_attr(c->node, name);
 }
 
 int64_t op_attr_int(const op_ctx *c, const char *name, int64_t dflt)

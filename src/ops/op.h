@@ -206,6 +206,9 @@ int op_graph_n_outputs(const struct graph *g);
 
 /* ---- attributes (ops/common.c) ------------------------------------------ */
 
+/* The attribute `name` of a node (NULL if absent); the graph passes read
+ * nodes through it too. */
+const op_attr *op_node_attr(const op_node *n, const char *name);
 const op_attr *op_attr_get(const op_ctx *c, const char *name); /* NULL if absent */
 int64_t op_attr_int(const op_ctx *c, const char *name, int64_t dflt);
 float op_attr_float(const op_ctx *c, const char *name, float dflt);

@@ -183,6 +183,10 @@ static void count_request(req *r, const sched_result *res)
         atomic_fetch_add(&vs->compute_ns, res->compute_ns);
         atomic_fetch_add(&vs->queue_count, 1);
         atomic_fetch_add(&vs->queue_ns, res->queue_ns);
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME, &wall);
+        atomic_store(&vs->last_inference_ms,
+                     (long long)wall.tv_sec * 1000 + wall.tv_nsec / 1000000);
     }
     long long total_ns = (long long)((now_s() - r->t_start) * 1e9);
     if (r->status == MHD_HTTP_OK) {
@@ -191,12 +195,6 @@ static void count_request(req *r, const sched_result *res)
     } else {
         atomic_fetch_add(&vs->fail_count, 1);
         atomic_fetch_add(&vs->fail_ns, total_ns);
-    }
-    if (computed) {
-        struct timespec wall;
-        clock_gettime(CLOCK_REALTIME, &wall);
-        atomic_store(&vs->last_inference_ms,
-                     (long long)wall.tv_sec * 1000 + wall.tv_nsec / 1000000);
     }
 }
 
