@@ -28,20 +28,10 @@
 #include "cli/npy.h"
 #include "core/tensor.h"
 #include "engine/exec.h"
+#include "model_fixture.h"
 
-static const char *python, *script, *out_dir;
 
 enum { MAX_IO = 4 };
-
-static tern_tensor *load(const char *model, int set, const char *kind, const char *name)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s.%d.%s.%s.npy", out_dir, model, set, kind, name);
-    tern_tensor *t = NULL;
-    tern_status *st = npy_read(path, &t);
-    if (st) fail_msg("%s: %s", path, tern_status_message(st));
-    return t;
-}
 
 static void expect_shape(const char *what, const tern_tensor *got, const tern_tensor *ref)
 {
@@ -301,21 +291,9 @@ static void test_conv(void **state)
     tern_session_free(off);
 }
 
-static int make_models(void **state)
-{
-    (void)state;
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' '%s' '%s'", python, script, out_dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s PYTHON MODELS_SCRIPT OUT_DIR\n", argv[0]);
-        return 2;
-    }
-    python = argv[1], script = argv[2], out_dir = argv[3];
+    if (!fixture_args(argc, argv)) return 2;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chain_peak),
         cmocka_unit_test(test_guards),

@@ -28,8 +28,8 @@
 #include "core/rng.h"
 #include "core/tensor.h"
 #include "engine/exec.h"
+#include "model_fixture.h"
 
-static const char *python, *script, *out_dir;
 
 /* ---- heap ---------------------------------------------------------------- */
 
@@ -228,28 +228,19 @@ static void test_blocks_and_plans(void **state)
     /* b held longer than recorded: the replay must stop before c is placed
      * over it; the next run records the plan again (MEM_REPLANS), and after
      * a second divergence the signature stays on the heap */
-    assert_null(exec_mem_begin(&m, key, 2));
-    executor_calls(&m, true, q);
-    assert_ptr_not_equal(q[1], q[2]);
-    exec_mem_stats(&m, &st);
-    assert_string_equal(st.mode, "replay-diverged");
-    exec_mem_end(&m, true);
-    assert_null(exec_mem_begin(&m, key, 2));
-    executor_calls(&m, false, q);
-    exec_mem_stats(&m, &st);
-    assert_string_equal(st.mode, "record");
-    exec_mem_end(&m, true);
-    assert_null(exec_mem_begin(&m, key, 2));
-    executor_calls(&m, true, q);
-    assert_ptr_not_equal(q[1], q[2]);
-    exec_mem_stats(&m, &st);
-    assert_string_equal(st.mode, "replay-diverged");
-    exec_mem_end(&m, true);
-    assert_null(exec_mem_begin(&m, key, 2));
-    executor_calls(&m, false, q);
-    exec_mem_stats(&m, &st);
-    assert_string_equal(st.mode, "dynamic");
-    exec_mem_end(&m, true);
+    for (int diverged = 0; diverged < 2; diverged++) {
+        assert_null(exec_mem_begin(&m, key, 2));
+        executor_calls(&m, true, q);
+        assert_ptr_not_equal(q[1], q[2]);
+        exec_mem_stats(&m, &st);
+        assert_string_equal(st.mode, "replay-diverged");
+        exec_mem_end(&m, true);
+        assert_null(exec_mem_begin(&m, key, 2));
+        executor_calls(&m, false, q);
+        exec_mem_stats(&m, &st);
+        assert_string_equal(st.mode, diverged == 0 ? "record" : "dynamic");
+        exec_mem_end(&m, true);
+    }
 
     /* another signature records its own plan */
     key[1] = 8;
@@ -279,16 +270,6 @@ static const model_case cases[] = {
     {"control", {"x", "cond"}, 2, false, false}, {"sequences", {"x"}, 1, false, false},
     {"dynamic", {"x"}, 3, true, false},          {"strings", {"x"}, 1, false, false},
 };
-
-static tern_tensor *load(const char *model, int set, const char *kind, const char *name)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s.%d.%s.%s.npy", out_dir, model, set, kind, name);
-    tern_tensor *t = NULL;
-    tern_status *st = npy_read(path, &t);
-    if (st) fail_msg("%s: %s", path, tern_status_message(st));
-    return t;
-}
 
 /* got must equal ref: same dtype and shape; floats within
  * max(1e-4 * max|ref|, 1e-5), everything else exactly. */
@@ -452,21 +433,9 @@ static void test_run_into_errors(void **state)
     tern_session_free(s);
 }
 
-static int make_models(void **state)
-{
-    (void)state;
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' '%s' '%s'", python, script, out_dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s PYTHON MODELS_SCRIPT OUT_DIR\n", argv[0]);
-        return 2;
-    }
-    python = argv[1], script = argv[2], out_dir = argv[3];
+    if (!fixture_args(argc, argv)) return 2;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_heap_keeps_bytes_and_merges),
         cmocka_unit_test(test_heap_fit),
