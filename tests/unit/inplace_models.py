@@ -29,11 +29,12 @@ references computed here with numpy, independently of tern.
 """
 
 import math
-import os
 import sys
 
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper, save
+
+import memplan_models  # its writer; this folder is on sys.path when run as a script
+from onnx import TensorProto, helper, numpy_helper
 
 OPSET = [helper.make_opsetid("", 17)]
 F = TensorProto.FLOAT
@@ -240,16 +241,7 @@ MODELS = {"chain": chain, "guards": guards, "branch": branch, "conv": conv}
 
 
 def main(out_dir):
-    os.makedirs(out_dir, exist_ok=True)
-    for name, build in MODELS.items():
-        g, sets = build()
-        save(helper.make_model(g, opset_imports=OPSET), os.path.join(out_dir, name + ".onnx"))
-        for k, (ins, refs) in enumerate(sets):
-            for key, v in ins.items():
-                np.save(os.path.join(out_dir, f"{name}.{k}.in.{key}.npy"), v)
-            for key, v in refs.items():
-                np.save(os.path.join(out_dir, f"{name}.{k}.ref.{key}.npy"), v)
-    return 0
+    return memplan_models.main(out_dir, MODELS, OPSET)
 
 
 if __name__ == "__main__":

@@ -251,11 +251,13 @@ MODELS = {"chain": chain, "convs": convs, "control": control, "sequences": seque
           "strings": strings}
 
 
-def main(out_dir):
+def main(out_dir, models=None, opset=None):
+    """Writes OUT_DIR/<name>.onnx and <name>.<set>.in|ref.<tensor>.npy for every
+    model builder (inplace_models.py passes its own, and its opset)."""
     os.makedirs(out_dir, exist_ok=True)
-    for name, build in MODELS.items():
+    for name, build in (models or MODELS).items():
         g, sets = build()
-        save(helper.make_model(g, opset_imports=OPSET), os.path.join(out_dir, name + ".onnx"))
+        save(helper.make_model(g, opset_imports=opset or OPSET), os.path.join(out_dir, name + ".onnx"))
         for k, (ins, refs) in enumerate(sets):
             for key, v in ins.items():
                 np.save(os.path.join(out_dir, f"{name}.{k}.in.{key}.npy"), v)
