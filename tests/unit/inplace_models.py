@@ -34,22 +34,11 @@ import sys
 import numpy as np
 
 import memplan_models  # its writer; this folder is on sys.path when run as a script
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 OPSET = [helper.make_opsetid("", 17)]
 F = TensorProto.FLOAT
-
-
-def vi(name, elem, shape):
-    return helper.make_tensor_value_info(name, elem, shape)
-
-
-def const(name, array):
-    return numpy_helper.from_array(np.asarray(array), name)
-
-
-def sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
+vi, const, sigmoid = memplan_models.vi, memplan_models.const, memplan_models.sigmoid
 
 
 def softmax(x, axis):
